@@ -80,6 +80,41 @@
 --   ir.memory_table = { columns = {...}, rows = {{...}}, notes = {...} } or nil
 --   F = the field table with keys above plus: name, object_name (owner), path-independent.
 --   NULL is ir.NULL (a unique sentinel table).
+--
+-- ## Additions (schema engineer; all optional, nothing above was renamed or removed)
+--   Field keys:
+--     meta = true     the key is document metadata, not job configuration (the top-level
+--                     "$schema" string an editor uses): accept it, type-check it, ignore it.
+--                     Its name is not a C identifier; C generators should skip meta fields.
+--     type_help = "…" the help line to print when the JSON kind of the value is wrong
+--                     (e.g. a JSON boolean given where the strings "true"/"false" are wanted)
+--   Backend keys:
+--     envelope = "Name"   an object type for the REST request envelope {name, description,
+--                         project, spec, ...}; its field "spec" must be an object of `root`.
+--                         A job file is either the bare spec (root) or this envelope.
+--     notes = { "…" }     strictness decisions and quirks of this backend (docs)
+--     equivalent_notes = { ["other.path"] = "…" }  a sentence for an equivalents entry whose
+--                         mapping needs more than a path (e.g. a value change)
+--   IR additions made by load():
+--     rule.json_schema  always a boolean after load: false when the rule cannot be written as
+--                       JSON Schema if/then (divisible, needs_model, a "$..." path, or a
+--                       warning — JSON Schema has no warnings); an explicit true for such a
+--                       rule is a definition error. An explicit false is kept.
+--   Validations added: a backend's equivalents must map to paths of its own root (and come
+--     from paths of another backend's root); every rule's example_bad/example_good must be
+--     tables; autofill_when is only allowed on object fields; include() resolves next to the
+--     including schema file (so --schema DIR works for any DIR).
+--
+-- ## Clause semantics (how a path reads a value; the C evaluator and the JSON Schema
+--    generator both follow this, so their verdicts agree)
+--   - Values are read after defaults and autofill (the reference validates that way).
+--   - When an object on the way is absent, null, or (for a union field) not an object, the
+--     rest of the path reads the DEFAULTS of that object type, as if it were {}. Example:
+--     Unsloth "output.save_method" reads "lora" when `output` is null or left out.
+--   - A path through a union field continues into its (first) object variant.
+--   - A value that is absent or null: "==" / "in" / ">" ... / "starts_with" do not hold
+--     (except "==" NULL, which holds), "!=" holds, "set" does not hold, "unset" holds.
+--   - "given" holds when the user wrote the key (null included), before any default.
 
 local M = {}
 
@@ -91,7 +126,7 @@ local TYPES = { bool = 1, int = 1, float = 1, string = 1, enum = 1, object = 1, 
 local FIELD_KEYS = { type = 1, doc = 1, default = 1, required = 1, nullable = 1, values = 1,
   value = 1, object = 1, items = 1, map_values = 1, variants = 1, ge = 1, gt = 1, le = 1, lt = 1,
   min_len = 1, pattern = 1, source = 1, alias_of = 1, removed = 1, autofill_when = 1, notes = 1,
-  example = 1, when_json = 1 }
+  example = 1, when_json = 1, meta = 1, type_help = 1 }
 local RULE_KEYS = { kind = 1, value = 1, by = 1, when = 1, field = 1, severity = 1, at = 1,
   message = 1, help = 1, needs_model = 1, facts = 1, example_bad = 1, example_good = 1,
   json_schema = 1, doc = 1 }
@@ -169,7 +204,7 @@ local function load_file(path, acc)
   end
   env.memory_table = function(spec) acc.memory_table = spec; return spec end
   env.include = function(other) -- schema files may share Lua helpers via plain tables
-    local p = "schema/" .. other .. ".lua"
+    local p = (current_file:match("^(.*)/[^/]*$") or ".") .. "/" .. other .. ".lua"
     local chunk, err = loadfile(p, "t", env)
     if not chunk then fail(current_file, "include", err) end
     return chunk()
@@ -288,7 +323,14 @@ local function resolve_path(acc, root, path)
     f = nil
     for _, x in ipairs(obj.fields) do if x.name == seg then f = x end end
     if not f then return nil end
-    obj = (f.type == "object") and acc.objects[f.object] or nil
+    obj = nil
+    if f.type == "object" then
+      obj = acc.objects[f.object]
+    elseif f.type == "union" then
+      for _, v in ipairs(f.variants) do
+        if v.type == "object" and not obj then obj = acc.objects[v.object] end
+      end
+    end
   end
   return f
 end
@@ -365,6 +407,51 @@ local function validate_backend(acc, b)
     end
     for _, c in ipairs(r.when or {}) do check_path(acc, b, file, what, c[1], dn) end
     if r.at then check_path(acc, b, file, what, r.at, dn) end
+    for _, k in ipairs({ "example_bad", "example_good" }) do
+      if r[k] ~= nil and type(r[k]) ~= "table" then fail(file, what, k .. " must be a table (a spec fragment)") end
+    end
+    if r.needs_model ~= nil and type(r.needs_model) ~= "boolean" then fail(file, what, "needs_model must be a boolean") end
+    -- json_schema: computed unless explicitly false
+    local expressible = r.kind ~= "divisible" and not r.needs_model and r.severity == "error"
+    for _, c in ipairs(r.when or {}) do
+      if c[1]:sub(1, 1) == "$" then expressible = false end
+    end
+    if r.field and r.field:sub(1, 1) == "$" then expressible = false end
+    if r.json_schema == true and not expressible then
+      fail(file, what, "json_schema = true, but a divisible/needs_model/warning/derived rule cannot be JSON Schema")
+    elseif r.json_schema ~= nil and type(r.json_schema) ~= "boolean" then
+      fail(file, what, "json_schema must be a boolean")
+    end
+    if r.json_schema == nil then r.json_schema = expressible end
+  end
+  -- additions: envelope, notes, equivalents
+  if b.envelope ~= nil then
+    local env = acc.objects[b.envelope]
+    if not env then fail(file, "backend " .. b.name, "envelope object '" .. tostring(b.envelope) .. "' not defined") end
+    local spec
+    for _, f in ipairs(env.fields) do if f.name == "spec" then spec = f end end
+    if not spec or spec.type ~= "object" or spec.object ~= b.root or not spec.required then
+      fail(file, "backend " .. b.name, "envelope " .. b.envelope .. " needs a required field spec of object " .. b.root)
+    end
+  end
+  if b.notes ~= nil and type(b.notes) ~= "table" then fail(file, "backend " .. b.name, "notes must be a list of strings") end
+  for _, other in ipairs(sorted_keys(b.equivalents)) do
+    local what = "backend " .. b.name .. " equivalents[" .. other .. "]"
+    local targets = b.equivalents[other]
+    if type(targets) == "string" then targets = { targets } end
+    if type(targets) ~= "table" or #targets == 0 then fail(file, what, "must be a path or a list of paths") end
+    for _, t in ipairs(targets) do
+      if not resolve_path(acc, b.root, t) then fail(file, what, "path '" .. tostring(t) .. "' does not name a field of " .. b.root) end
+    end
+    local found = false
+    for _, on in ipairs(sorted_keys(acc.backends)) do
+      local ob = acc.backends[on]
+      if on ~= b.name and acc.objects[ob.root or ""] and resolve_path(acc, ob.root, other) then found = true end
+    end
+    if not found then fail(file, what, "'" .. other .. "' is not a field path of any other backend") end
+  end
+  for _, k in ipairs(sorted_keys(b.equivalent_notes or {})) do
+    if not b.equivalents[k] then fail(file, "backend " .. b.name, "equivalent_notes[" .. k .. "] has no equivalents entry") end
   end
 end
 
@@ -389,7 +476,12 @@ function M.load(paths)
         f.type = f.type or "any_object"
       end
       validate_type(o.file, what, f, acc, true)
-      if f.autofill_when then check_clauses(o.file, what, f.autofill_when) end
+      if f.autofill_when then
+        check_clauses(o.file, what, f.autofill_when)
+        if f.type ~= "object" then fail(o.file, what, "autofill_when only applies to object fields") end
+      end
+      if f.meta ~= nil and f.meta ~= true then fail(o.file, what, "meta must be true or absent") end
+      if f.type_help ~= nil and type(f.type_help) ~= "string" then fail(o.file, what, "type_help must be a string") end
     end
   end
   -- object references resolve
