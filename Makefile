@@ -25,13 +25,14 @@ OPT     ?= -O2
 SAN     ?=
 NMC_BIN ?= nmc
 CFLAGS  ?= $(OPT) -g
-ALL_CFLAGS = $(CFLAGS) $(SAN) -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Iruntime -Igenerated -Ikernels -MMD -MP $(CUDA_CFLAGS)
+EXTRA_CFLAGS ?=
+ALL_CFLAGS = $(CFLAGS) $(SAN) $(EXTRA_CFLAGS) -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Iruntime -Igenerated -Ikernels -MMD -MP $(CUDA_CFLAGS)
 LDLIBS  := -lm -lpthread
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -lpthread)
 
 CUDA_HOME ?= /usr/local/cuda
 CUDA_ARCHS ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
-NVCCFLAGS ?= -O3 -std=c++17 $(CUDA_ARCHS) -Xcompiler -Wall,-Wextra -Iruntime -Ikernels --expt-relaxed-constexpr
+NVCCFLAGS ?= -O3 -std=c++17 $(CUDA_ARCHS) -Xcompiler -Wall,-Wextra -Iruntime -Ikernels --expt-relaxed-constexpr -MMD -MP
 ifeq ($(NMC_CUDA),1)
 CUDA_CFLAGS := -DNMC_CUDA=1 -I$(CUDA_HOME)/include
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lcublas -lstdc++
@@ -97,4 +98,4 @@ bench:
 clean:
 	rm -rf build build-san build-fuzz nmc
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/runtime/main.d $(TEST_BIN:=.d)
+-include $(patsubst %.o,%.d,$(LIB_OBJ)) $(BUILD)/runtime/main.d $(TEST_BIN:=.d)

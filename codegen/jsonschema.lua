@@ -123,6 +123,12 @@ local function object_schema(o)
   local s = { type = "object", description = o.doc, additionalProperties = false,
     properties = J.object(props) }
   if #req > 0 then s.required = J.array(req) end
+  -- A deprecated alias and the field it stands for may not both be given (duplicate-alias).
+  local dep = {}
+  for _, f in ipairs(o.fields) do
+    if f.alias_of then dep[f.name] = { ["not"] = { required = J.array({ f.alias_of }) } } end
+  end
+  if next(dep) then s.dependentSchemas = J.object(dep) end
   return s
 end
 

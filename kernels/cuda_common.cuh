@@ -1,4 +1,4 @@
-/* cuda_common.cuh — private to kernels/*.cu: the context struct, the error-check macros,
+/* cuda_common.cuh — private to the CUDA sources in kernels/: the context struct, the error-check macros,
  * bf16 load/store helpers and block reductions. Nothing here is part of the C API.
  */
 #ifndef NMC_CUDA_COMMON_CUH
@@ -13,7 +13,9 @@
 #define NMC_LT_CACHE 32 /* matmul shapes remembered per context (a model has ~10) */
 
 struct lt_plan {
-    int valid, M, N, K, ta, tb, lda, ldb, ctype; /* key (beta==0 vs !=0 folded into ctype) */
+    int valid;
+    int key[9];  /* M, N, K, transA, transB, lda, ldb, ctype, beta != 0 */
+    unsigned al[3]; /* pointer alignments (bytes) of cuBLAS A, B, C */
     cublasLtMatmulAlgo_t algo;
 };
 
@@ -43,6 +45,11 @@ int nmc_cuda_matmul_ld(nmc_cuda_ctx_t *c, void *C, cudaDataType_t ctype, const v
                        int lda, const void *B, int ldb, int M, int N, int K, int transA,
                        int transB, float alpha, float beta);
 
+/* out[col] += sum over rows of dy (mode 0) or of dy*x*rstd[row] (mode 1); two
+ * deterministic passes through the scratch buffer (matmul.cu). */
+int nmc_cuda_colsum(nmc_cuda_ctx_t *c, float *out, const nmc_bf16 *dy, const nmc_bf16 *x,
+                    const float *rstd, int N, int C, int mode);
+
 #define CK(c, call)                                                                       \
     do {                                                                                  \
         cudaError_t e_ = (call);                                                          \
@@ -70,7 +77,7 @@ int nmc_cuda_matmul_ld(nmc_cuda_ctx_t *c, void *C, cudaDataType_t ctype, const v
 #define REQUIRE(c, cond, ...)                                                             \
     do {                                                                                  \
         if (!(cond)) {                                                                    \
-            char m_[256];                                                                 \
+            char m_[512];                                                                 \
             snprintf(m_, sizeof m_, __VA_ARGS__);                                         \
             nmc_cuda_record((c), __FILE__, __LINE__, __func__, m_);                       \
             return -1;                                                                    \

@@ -13,6 +13,8 @@
  * earlier asynchronous kernel may surface in a later call or in nmc_cuda_sync().
  * Determinism: every op is bitwise reproducible run to run EXCEPT nmc_cuda_embedding_bwd,
  * which scatters with fp32 atomicAdd (order of additions varies between runs).
+ * A context (one stream) is used by one host thread at a time; its scratch buffer is shared
+ * by the ops, which is safe because they are ordered on that stream.
  * Requires compute capability >= 8.0 (bf16 tensor cores); see docs/cuda.md.
  */
 #ifndef NMC_CUDA_H

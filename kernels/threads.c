@@ -27,11 +27,12 @@ typedef struct {
     nmc_cpu_task_fn fn;         /* current job */
     void *ctx;
     int n;                      /* ids of the current job: 0..n-1 */
+    unsigned long jobs;         /* jobs run with n > 1 */
 } pool_t;
 
 static pool_t pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
                       PTHREAD_COND_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0,
-                      NULL, NULL, 0};
+                      NULL, NULL, 0, 0};
 static _Thread_local int in_task; /* set while this thread runs a task: nested calls go serial */
 
 static int online_cores(void)
@@ -78,10 +79,29 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* A forked child has none of the parent's workers: start from an empty pool there. */
+static void reset_in_child(void)
+{
+    pthread_mutex_init(&pool.mu, NULL);
+    pthread_mutex_init(&pool.busy, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+    pthread_cond_init(&pool.done, NULL);
+    pool.started = 0;
+    pool.pending = 0;
+    in_task = 0;
+}
+
+static void register_fork_handler(void)
+{
+    pthread_atfork(NULL, NULL, reset_in_child);
+}
+
 /* Starts workers up to id n-1; returns how many ids can run (n, or fewer if a
  * pthread_create failed — then the job simply uses fewer threads). Called with mu held. */
 static int ensure_workers(int n)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, register_fork_handler);
     while (pool.started < n - 1) {
         pthread_t t;
         pthread_attr_t attr;
@@ -93,6 +113,14 @@ static int ensure_workers(int n)
         pool.started++;
     }
     return pool.started + 1 < n ? pool.started + 1 : n;
+}
+
+unsigned long nmc_cpu_parallel_jobs(void)
+{
+    pthread_mutex_lock(&pool.mu);
+    unsigned long j = pool.jobs;
+    pthread_mutex_unlock(&pool.mu);
+    return j;
 }
 
 void nmc_cpu_parallel(nmc_cpu_task_fn fn, void *ctx, int want)
@@ -110,6 +138,7 @@ void nmc_cpu_parallel(nmc_cpu_task_fn fn, void *ctx, int want)
     pool.n = n;
     pool.pending = n - 1;
     pool.generation++;
+    pool.jobs += n > 1;
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.mu);
 

@@ -1,0 +1,110 @@
+/* lmhead_ce.c — fused, chunked lm_head projection + cross-entropy (+ backward), CPU fp32.
+ *
+ * Belongs here: nmc_cpu_lmhead_ce.
+ * x, dx [N, D]; W, dW [V, D] (HF lm_head layout, logits = x W^T); labels [N] with -100 =
+ * ignored. For `chunk` rows at a time: logits [chunk, V] = x_c W^T (threaded matmul), then
+ * per row (threads over rows)
+ *   lse = log sum_j exp(l_j)   (max-shifted, sum in double)
+ *   loss = lse - (1-eps) l_y - eps * mean_j(l_j)       (torch cross_entropy, label_smoothing=eps)
+ *   dlogits_j = grad_scale * (softmax_j - eps/V - (1-eps) [j == y])   (0 for ignored rows)
+ * then dx_c = dlogits W and dW += dlogits^T x_c (both threaded matmuls, fixed order).
+ * Returns the SUM of the per-token losses over non-ignored rows (the caller divides by the
+ * token count, as torch's reduction='mean' with ignore_index does). A label outside [0, V)
+ * other than -100 makes the result NaN (that row gets no gradient) so the caller can report
+ * it; running out of memory for the logits chunk also returns NaN.
+ * chunk <= 0 picks rows so the chunk holds at most 2^24 logits (64 MiB).
+ * Test tolerance: loss vs double and vs torch 1e-5 rel; dx/dW vs central differences of
+ * the double forward 1e-6 + 1e-4 rel, vs torch 1e-7 + 1e-5 rel.
+ */
+#include "nmc_kernels.h"
+#include "nmc_cpu_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#define NMC_CE_IGNORE (-100)
+#define CE_MAX_LOGITS ((size_t)1 << 24)
+
+typedef struct {
+    float *logits;       /* [rows, V], overwritten with dlogits when grad */
+    double *loss;        /* [rows] */
+    const int32_t *labels;
+    int rows, V, grad;
+    float eps, grad_scale;
+} ce_job_t;
+
+/* Loss of one row; when grad, the row becomes grad_scale * dloss/dlogits. */
+static double ce_row(float *l, int32_t y, int V, float eps, float gs, int grad)
+{
+    if (y == NMC_CE_IGNORE || y < 0 || y >= V) {
+        if (grad)
+            for (int c = 0; c < V; c++) l[c] = 0.0f;
+        return y == NMC_CE_IGNORE ? 0.0 : NAN;
+    }
+    float m = l[0];
+    for (int c = 1; c < V; c++) m = l[c] > m ? l[c] : m;
+    double se = 0.0, sl = 0.0;
+    for (int c = 0; c < V; c++) {
+        se += expf(l[c] - m);
+        sl += l[c];
+    }
+    double lse = (double)m + log(se);
+    double loss = lse - (1.0 - eps) * l[y] - (double)eps * (sl / V);
+    if (grad) {
+        float inv = (float)(1.0 / se), u = eps / (float)V;
+        for (int c = 0; c < V; c++) l[c] = gs * (expf(l[c] - m) * inv - u);
+        l[y] -= gs * (1.0f - eps);
+    }
+    return loss;
+}
+
+static void ce_task(void *ctx, int id, int n)
+{
+    const ce_job_t *j = ctx;
+    size_t lo, hi;
+    nmc_cpu_range((size_t)j->rows, id, n, &lo, &hi);
+    for (size_t r = lo; r < hi; r++)
+        j->loss[r] = ce_row(j->logits + r * (size_t)j->V, j->labels[r], j->V, j->eps,
+                            j->grad_scale, j->grad);
+}
+
+static int pick_chunk(int chunk, int N, int V)
+{
+    if (chunk <= 0) {
+        size_t c = CE_MAX_LOGITS / (size_t)V;
+        chunk = c < 1 ? 1 : (c > 4096 ? 4096 : (int)c);
+    }
+    return chunk < N ? chunk : N;
+}
+
+double nmc_cpu_lmhead_ce(float *dx, float *dW, const float *x, const float *W,
+                         const int32_t *labels, int N, int D, int V, float label_smoothing,
+                         float grad_scale, int chunk)
+{
+    if (N <= 0) return 0.0;
+    if (D <= 0 || V <= 0) return NAN;
+    chunk = pick_chunk(chunk, N, V);
+    float *logits = malloc(sizeof(float) * (size_t)chunk * (size_t)V);
+    double *loss = malloc(sizeof(double) * (size_t)chunk);
+    if (!logits || !loss) {
+        free(logits);
+        free(loss);
+        return NAN;
+    }
+    double total = 0.0;
+    for (int r0 = 0; r0 < N; r0 += chunk) {
+        int rows = N - r0 < chunk ? N - r0 : chunk;
+        const float *xc = x + (size_t)r0 * D;
+        nmc_cpu_matmul(logits, xc, W, rows, V, D, 0, 1, 1.0f, 0.0f);
+        ce_job_t j = {logits, loss, labels + r0, rows, V, dx != NULL, label_smoothing, grad_scale};
+        nmc_cpu_parallel(ce_task, &j, nmc_cpu_want((size_t)rows * V, 1 << 15));
+        for (int r = 0; r < rows; r++) total += loss[r];
+        if (dx) {
+            nmc_cpu_matmul(dx + (size_t)r0 * D, logits, W, rows, D, V, 0, 0, 1.0f, 0.0f);
+            if (dW) nmc_cpu_matmul(dW, logits, xc, V, D, rows, 1, 0, 1.0f, 1.0f);
+        }
+    }
+    free(logits);
+    free(loss);
+    return total;
+}
