@@ -63,7 +63,7 @@ typedef struct {
     double high_freq_factor;          /* llama3 */
     double original_max_position;     /* llama3: original_max_position_embeddings */
 } nmc_rope_cfg_t;
-/* inv_freq[hd/2] exactly as transformers computes it (in double, rounded to float). */
+/* inv_freq[hd/2] exactly as transformers computes it (float32 arithmetic, as torch does). */
 void nmc_rope_inv_freq(float *inv_freq, int hd, const nmc_rope_cfg_t *cfg);
 /* x [N, nh*hd] rotated in place at positions pos[N]. bwd applies the inverse rotation to dx. */
 void nmc_cpu_rope_fwd(float *x, const int32_t *pos, const float *inv_freq, int N, int nh, int hd);

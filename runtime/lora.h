@@ -12,14 +12,22 @@
  * Target matching (module names are HF names without ".weight", e.g.
  * "model.layers.0.self_attn.q_proj"; the candidates are the 7 projections q/k/v/o_proj,
  * gate/up/down_proj of every layer; lm_head is never a LoRA target):
- *   NMC_LORA_MATCH_GLOB (Automodel): each pattern is an fnmatch-style glob ('*', '?',
- *     '[...]') matched against the FULL module name ("*.q_proj"); a pattern without any
- *     glob character also matches when the name ends with "." + pattern (so "q_proj"
- *     works as in PEFT). NULL/empty target_modules = every linear whose last name
- *     component ends in "proj" (all 7 projections here). exclude_modules (same syntax)
- *     removes matches.
+ *   NMC_LORA_MATCH_GLOB (Automodel's ModuleMatcher): a module matches a pattern when its
+ *     full name equals the pattern, or the pattern read as a glob ('*' = any run of
+ *     characters, dots included; every other character literal) matches the whole name:
+ *     "*.q_proj" matches, a bare "q_proj" does NOT (use "*.q_proj" or "*q_proj").
+ *     NULL/empty target_modules and exclude_modules = the pattern "*_proj" (all 7
+ *     projections). exclude_modules alone = every linear layer not excluded, which in
+ *     Automodel includes lm_head: nmc refuses that unless lm_head is excluded
+ *     (lora-lm-head-unsupported, see nmc_lora_check_model). Both set: refused
+ *     (lora-target-exclude-both), as Automodel does.
  *   NMC_LORA_MATCH_SUFFIX (Unsloth / PEFT list): a module matches when its name equals a
  *     target or ends with "." + target. NULL/empty = the Unsloth default 7-module set.
+ *     exclude_modules: same rule, removes matches.
+ * Known differences from Automodel's own LinearLoRA (nmc follows PEFT for both backends,
+ * so adapters load in PEFT): Automodel applies dropout to the LoRA output ("post") and
+ * initialises A with torch.nn.init.uniform_ (U(0, 1)) for its default "xavier"; nmc
+ * applies dropout to the input (PEFT) and uses PEFT's initialisations.
  * layers_to_transform (PEFT): only layers whose index is listed get adapters.
  *
  * Initialisation: nmc draws from its own seeded counter-based RNG (splitmix64, see
@@ -85,15 +93,24 @@ void nmc_lora_cfg_default(nmc_lora_cfg_t *c);
 /* Refuse, before training, every option nmc does not implement or values out of range:
  * lora-dora-unsupported, lora-init-unsupported, lora-layer-replication-unsupported,
  * lora-loftq-unsupported, lora-rank-invalid, lora-alpha-invalid, lora-dropout-invalid,
- * lora-pattern-invalid (empty pattern, unbalanced '['), lora-modules-to-save-unsupported
+ * lora-pattern-invalid (empty pattern), lora-target-exclude-both (glob matching),
+ * lora-modules-to-save-unsupported
  * (names other than embed_tokens / lm_head). Path in diagnostics: training.lora.<field>.
  * Returns 0 or -1 (all problems appended). */
 int nmc_lora_check_supported(const nmc_lora_cfg_t *c, nmc_diags_t *d);
 
-/* fnmatch-style glob ('*' any run incl. '.', '?' one char, '[abc]' / '[!abc]' / ranges). */
+/* Automodel wildcard: '*' matches any run (dots included), the rest is literal; the
+ * whole name must match. */
 bool nmc_lora_glob(const char *pattern, const char *name);
 /* Does module `name` (e.g. "model.layers.3.mlp.down_proj") of layer `layer` get an adapter? */
 bool nmc_lora_targets(const nmc_lora_cfg_t *c, const char *name, int layer);
+
+/* After matching against a model with n_layers layers: errors when no module matched
+ * (lora-no-target-matched, with a help line suggesting the right spelling for the
+ * matching mode), when glob matching would put LoRA on lm_head
+ * (lora-lm-head-unsupported), or when layers_to_transform names a layer the model does
+ * not have (lora-layer-out-of-range). n_matched: adapters the model would get. */
+int nmc_lora_check_model(const nmc_lora_cfg_t *c, int n_layers, int n_matched, nmc_diags_t *d);
 
 /* scale = alpha / r, or alpha / sqrt(r) with rsLoRA. */
 float nmc_lora_scale(const nmc_lora_cfg_t *c);

@@ -281,6 +281,13 @@ static void build_params(nmc_model_t *m)
             set_trainable(m, &m->params[i]);
 }
 
+static int count_adapters(const nmc_model_t *m)
+{
+    int n = 0;
+    for (size_t i = 0; i < m->n_params; i++) n += m->params[i].kind == NMC_PARAM_LORA_A;
+    return n;
+}
+
 /* ---- device upload ------------------------------------------------------------------- */
 
 static int dev_fail(nmc_model_t *m, nmc_diags_t *d, const char *what)
@@ -401,7 +408,8 @@ int nmc_model_load(const nmc_model_opts_t *opts, nmc_model_t **out, nmc_diags_t 
             m->own_dev = true;
         }
         build_params(m);
-        rc = load_tensors(m, st, d);
+        if (m->has_lora) rc = nmc_lora_check_model(&m->lora, m->n_layers, count_adapters(m), d);
+        if (!rc) rc = load_tensors(m, st, d);
     }
     if (!rc) rc = upload_rope(m, d);
     if (st) nmc_st_close(st);
@@ -485,7 +493,7 @@ int nmc_model_param_write(nmc_model_t *m, nmc_param_t *p, const float *host, nmc
 
 /* ---- save ------------------------------------------------------------------------------ */
 
-static int make_dir(const char *dir, nmc_diags_t *d)
+int nmc_model_make_dir(const char *dir, nmc_diags_t *d)
 {
     if (mkdir(dir, 0755) == 0 || errno == EEXIST) return 0;
     nmc_diag_t *r = nmc_diag_add(d, NMC_SEV_ERROR, "io-error", dir, 0, 0, 0,
@@ -494,7 +502,6 @@ static int make_dir(const char *dir, nmc_diags_t *d)
     return -1;
 }
 
-int nmc_model_write_file(const char *path, const void *data, size_t len, nmc_diags_t *d);
 int nmc_model_write_file(const char *path, const void *data, size_t len, nmc_diags_t *d)
 {
     nmc_atomic_file_t af;
@@ -544,7 +551,7 @@ int nmc_model_save(nmc_model_t *m, const char *dir, const nmc_model_save_opts_t 
 {
     nmc_st_dtype_t dt = o->fp32 ? NMC_ST_F32 : m->ckpt_dtype;
     if (dt != NMC_ST_F32 && dt != NMC_ST_BF16 && dt != NMC_ST_F16) dt = NMC_ST_F32;
-    if (make_dir(dir, d) != 0) return -1;
+    if (nmc_model_make_dir(dir, d) != 0) return -1;
     nmc_st_write_tensor_t *wt = calloc(m->n_params + 1, sizeof *wt);
     if (!wt) abort();
     size_t nw = 0;

@@ -61,22 +61,30 @@ struct nmc_model {
     float *inv_freq;         /* device fp32 [hd/2] */
     uint64_t rng_offset;
 
-    /* activation storage for up to cap_tokens tokens (grown on demand) */
-    int cap_tokens, cap_B, cap_T;
+    /* activation storage for up to cap_tokens tokens (grown on demand): one device
+     * allocation (pool) carved into the buffers below */
+    void *pool;
+    int cap_tokens;
     nmc_acts_t *acts;        /* [n_layers] (with recompute: x_in only) */
     nmc_acts_t rc;           /* recompute set (recompute only) */
     void *x_final, *lnf;     /* [N, D] */
     float *rstd_f;           /* [N] */
     void *d_res, *d_a, *d_b; /* [N, D] gradient scratch */
     void *d_q, *d_k, *d_v, *d_att; /* [N, H*hd] / [N, KVH*hd] */
+    void *d_q2, *d_k2;       /* q/k norm input gradients (Qwen3) */
     void *d_g, *d_u, *d_h;   /* [N, F] */
     void *d_lora;            /* [N, r] */
-    void *x_drop;            /* [N, max(D, F)] dropout(x) scratch */
+    void *x_drop;            /* [N, max(D, F, H*hd)] dropout(x) scratch */
     void *logits;            /* [n, V] for nmc_model_logits (grown separately) */
     int cap_logits;
     int32_t *ids, *labels, *pos, *doc; /* device [N] */
     double *loss_dev;        /* device double */
 };
+
+/* Internal, model.c: write a whole file atomically (io-error on failure). */
+int nmc_model_write_file(const char *path, const void *data, size_t len, nmc_diags_t *d);
+/* Internal, model.c: mkdir (existing is fine). */
+int nmc_model_make_dir(const char *dir, nmc_diags_t *d);
 
 /* Internal, model_fwd.c */
 int nmc_model_ensure_acts(nmc_model_t *m, int B, int T, nmc_diags_t *d);

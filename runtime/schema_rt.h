@@ -60,19 +60,19 @@ typedef enum {
 
 /* How a field's value sits in its struct. */
 typedef enum {
-    NMC_ST_BOOL,       /* bool */
-    NMC_ST_INT,        /* int64_t */
-    NMC_ST_FLOAT,      /* double */
-    NMC_ST_STRING,     /* const char * (NUL-terminated, arena/tree owned) */
-    NMC_ST_ENUM,       /* int-sized C enum: index into the enum's names */
-    NMC_ST_OBJECT,     /* the nested struct, embedded */
-    NMC_ST_OBJECT_PTR, /* pointer to the nested struct (nullable objects); NULL when unset */
-    NMC_ST_STR_LIST,   /* nmc_str_list_t */
-    NMC_ST_INT_LIST,   /* nmc_int_list_t */
-    NMC_ST_FLOAT_LIST, /* nmc_float_list_t */
-    NMC_ST_UNION,      /* nmc_union_t */
-    NMC_ST_JSON,       /* const nmc_json_t * (maps, any_object, other lists, non-string const) */
-    NMC_ST_NONE        /* no member: a meta key ("$schema"), checked and otherwise ignored */
+    NMC_STORE_BOOL,       /* bool */
+    NMC_STORE_INT,        /* int64_t */
+    NMC_STORE_FLOAT,      /* double */
+    NMC_STORE_STRING,     /* const char * (NUL-terminated, arena/tree owned) */
+    NMC_STORE_ENUM,       /* int-sized C enum: index into the enum's names */
+    NMC_STORE_OBJECT,     /* the nested struct, embedded */
+    NMC_STORE_OBJECT_PTR, /* pointer to the nested struct (nullable objects); NULL when unset */
+    NMC_STORE_STR_LIST,   /* nmc_str_list_t */
+    NMC_STORE_INT_LIST,   /* nmc_int_list_t */
+    NMC_STORE_FLOAT_LIST, /* nmc_float_list_t */
+    NMC_STORE_UNION,      /* nmc_union_t */
+    NMC_STORE_JSON,       /* const nmc_json_t * (maps, any_object, other lists, non-string const) */
+    NMC_STORE_NONE        /* no member: a meta key ("$schema"), checked and otherwise ignored */
 } nmc_store_t;
 
 /* Named string patterns: the JSON Schema carries the regex, C implements each by hand
@@ -101,7 +101,7 @@ enum {
     NMC_F_REMOVED = 1u << 4,       /* always rejected with `removed` as the message */
     NMC_F_ALIAS = 1u << 5,         /* deprecated alias of field `alias_of` */
     NMC_F_AUTOFILL = 1u << 6,      /* filled with object defaults when `autofill` holds */
-    NMC_F_META = 1u << 7           /* document metadata ("$schema"): no member (NMC_ST_NONE) */
+    NMC_F_META = 1u << 7           /* document metadata ("$schema"): no member (NMC_STORE_NONE) */
 };
 
 typedef struct {
@@ -136,9 +136,9 @@ typedef struct {
     double d;
     const char *s;   /* string, or the enum literal */
     int e;           /* enum index */
-    const char *const *sl; /* NMC_ST_STR_LIST */
-    const int64_t *il;     /* NMC_ST_INT_LIST */
-    const double *fl;      /* NMC_ST_FLOAT_LIST */
+    const char *const *sl; /* NMC_STORE_STR_LIST */
+    const int64_t *il;     /* NMC_STORE_INT_LIST */
+    const double *fl;      /* NMC_STORE_FLOAT_LIST */
     size_t n;              /* list length */
     const char *json;      /* objects ("{}" = every default), maps, unions, other lists */
 } nmc_default_t;

@@ -857,6 +857,7 @@ nmc_tokenizer_t *nmc_tokenizer_from_json(const nmc_json_t *root, const char *fil
     if (!t) abort();
     t->arena = nmc_arena_new();
     t->unk_id = -1;
+    tok_bytelevel_init(&t->bytemap);
     ld_t L = {.t = t, .diags = diags, .file = file};
     if (!expect_object(&L, root, "tokenizer.json's top level")) goto fail;
     load_top(&L, root);

@@ -29,7 +29,7 @@ static void dl_push(dlist_t *l, nmc_arena_t *a, const char *s, size_t n) {
 
 /* ByteLevel: each token's chars back to bytes (a token with a char outside the map keeps its
  * own bytes), everything concatenated, then Rust's from_utf8_lossy. */
-static void dec_bytelevel(dlist_t *in, dlist_t *out, nmc_arena_t *a) {
+static void dec_bytelevel(const tok_bytemap_t *m, dlist_t *in, dlist_t *out, nmc_arena_t *a) {
     nmc_ubuf_t raw = {0}, fixed = {0};
     for (size_t i = 0; i < in->n; i++) {
         const unsigned char *s = (const unsigned char *)in->v[i].s;
@@ -37,10 +37,11 @@ static void dec_bytelevel(dlist_t *in, dlist_t *out, nmc_arena_t *a) {
         bool ok = true;
         while (j < n) {
             size_t k;
-            int b = tok_char_byte(nmc_utf8_get(s + j, n - j, &k));
+            uint32_t c = nmc_utf8_get(s + j, n - j, &k);
+            int b = c < sizeof m->rev / sizeof m->rev[0] ? m->rev[c] : -1;
             if (b < 0) { ok = false; break; }
-            char c = (char)b;
-            nmc_ubuf_append(&raw, &c, 1);
+            char byte = (char)b;
+            nmc_ubuf_append(&raw, &byte, 1);
             j += k;
         }
         if (!ok) {
@@ -152,10 +153,11 @@ static void dec_metaspace(const tok_dec_t *d, dlist_t *in, dlist_t *out, nmc_are
     }
 }
 
-static void run_step(const tok_dec_t *d, dlist_t *in, dlist_t *out, nmc_arena_t *a) {
+static void run_step(const nmc_tokenizer_t *t, const tok_dec_t *d, dlist_t *in, dlist_t *out,
+                     nmc_arena_t *a) {
     out->n = 0;
     switch (d->kind) {
-    case DEC_BYTELEVEL: dec_bytelevel(in, out, a); break;
+    case DEC_BYTELEVEL: dec_bytelevel(&t->bytemap, in, out, a); break;
     case DEC_REPLACE: dec_replace(d, in, out, a); break;
     case DEC_BYTEFALLBACK: dec_bytefallback(in, out, a); break;
     case DEC_FUSE: dec_fuse(in, out, a); break;
@@ -192,7 +194,7 @@ char *nmc_tokenizer_decode(const nmc_tokenizer_t *t, const int32_t *ids, size_t 
     char *out = NULL;
     if (!collect(t, ids, n, skip_special_tokens, &x, a, diags)) goto done;
     for (size_t i = 0; i < t->n_dec; i++) {
-        run_step(&t->dec[i], &x, &y, a);
+        run_step(t, &t->dec[i], &x, &y, a);
         dlist_t sw = x;
         x = y;
         y = sw;

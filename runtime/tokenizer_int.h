@@ -88,6 +88,13 @@ typedef struct {
     tok_prepend_t prepend;   /* Metaspace */
 } tok_dec_t;
 
+/* ByteLevel's byte <-> char map; chars are all below 324. */
+typedef struct {
+    char enc[256][2]; /* UTF-8 of each byte's char (1 or 2 bytes) */
+    uint8_t len[256];
+    int16_t rev[324]; /* char -> byte, -1 when not in the map */
+} tok_bytemap_t;
+
 struct nmc_tokenizer {
     nmc_arena_t *arena; /* every string below */
     /* model (BPE) */
@@ -119,6 +126,7 @@ struct nmc_tokenizer {
     int32_t *tmpl_pre, *tmpl_post; /* ids around $A for add_special_tokens */
     size_t n_tmpl_pre, n_tmpl_post;
     int32_t bos, eos, pad;
+    tok_bytemap_t bytemap;
 };
 
 /* A piece of text flowing through the pipeline. */
@@ -143,9 +151,7 @@ void tok_pretokenize(const nmc_tokenizer_t *t, nmc_arena_t *a, tok_pieces_t *in,
                      tok_pieces_t *tmp);
 /* Recognise a Split/ByteLevel regex string; -1 if unknown. */
 int tok_pattern_lookup(const char *re, size_t len);
-/* Byte -> char map of ByteLevel (GPT-2's bytes_to_unicode). */
-uint32_t tok_byte_char(unsigned b);
-/* Char -> byte, -1 when c is not in the map. */
-int tok_char_byte(uint32_t c);
+/* Fill the ByteLevel byte <-> char map (GPT-2's bytes_to_unicode). */
+void tok_bytelevel_init(tok_bytemap_t *m);
 
 #endif

@@ -269,46 +269,34 @@ void tok_pieces_push(tok_pieces_t *v, const char *s, size_t len, int32_t id, boo
 }
 
 /* ---- ByteLevel byte <-> char map (GPT-2's bytes_to_unicode) ---------------------------- */
-uint32_t tok_byte_char(unsigned b) {
-    if ((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)) return b;
-    /* the rest, in byte order, become 256, 257, ... */
+static bool printable_byte(unsigned b) {
+    return (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
+}
+
+/* Printable bytes map to themselves, the others (in byte order) to 256, 257, ... */
+static uint32_t byte_char(unsigned b) {
+    if (printable_byte(b)) return b;
     unsigned n = 0;
-    for (unsigned x = 0; x < b; x++)
-        if (!((x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE))) n++;
+    for (unsigned x = 0; x < b; x++) n += !printable_byte(x);
     return 256 + n;
 }
 
-int tok_char_byte(uint32_t c) {
-    static int16_t rev[324];
-    static int ready; /* benign: every thread computes the same table */
-    if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
-        int16_t tmp[324];
-        for (int i = 0; i < 324; i++) tmp[i] = -1;
-        for (unsigned b = 0; b < 256; b++) tmp[tok_byte_char(b)] = (int16_t)b;
-        for (int i = 0; i < 324; i++) __atomic_store_n(&rev[i], tmp[i], __ATOMIC_RELAXED);
-        __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
+void tok_bytelevel_init(tok_bytemap_t *m) {
+    for (unsigned c = 0; c < sizeof m->rev / sizeof m->rev[0]; c++) m->rev[c] = -1;
+    for (unsigned b = 0; b < 256; b++) {
+        uint32_t c = byte_char(b);
+        m->len[b] = (uint8_t)nmc_utf8_put(c, m->enc[b]);
+        m->rev[c] = (int16_t)b;
     }
-    return c < 324 ? rev[c] : -1;
 }
 
-static const char *bytelevel_map(nmc_arena_t *a, const char *s, size_t n, size_t *out_len) {
-    static char enc[256][3];
-    static uint8_t enc_len[256];
-    static int ready;
-    if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
-        for (unsigned b = 0; b < 256; b++) {
-            char tmp[4];
-            size_t k = nmc_utf8_put(tok_byte_char(b), tmp);
-            for (size_t j = 0; j < k; j++) __atomic_store_n(&enc[b][j], tmp[j], __ATOMIC_RELAXED);
-            __atomic_store_n(&enc_len[b], (uint8_t)k, __ATOMIC_RELAXED);
-        }
-        __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
-    }
+static const char *bytelevel_map(const tok_bytemap_t *m, nmc_arena_t *a, const char *s, size_t n,
+                                 size_t *out_len) {
     char *o = nmc_arena_alloc(a, n * 2 + 1), *w = o;
     for (size_t i = 0; i < n; i++) {
         unsigned char b = (unsigned char)s[i];
-        memcpy(w, enc[b], enc_len[b]);
-        w += enc_len[b];
+        memcpy(w, m->enc[b], m->len[b]);
+        w += m->len[b];
     }
     *out_len = (size_t)(w - o);
     return o;
@@ -368,7 +356,7 @@ const char *tok_normalize(const nmc_tokenizer_t *t, nmc_arena_t *a, const char *
 }
 
 /* ---- pre-tokenizers --------------------------------------------------------------------- */
-static void step_bytelevel(const tok_pre_t *st, nmc_arena_t *a, tok_pieces_t *in, tok_pieces_t *out,
+static void step_bytelevel(const nmc_tokenizer_t *t, const tok_pre_t *st, nmc_arena_t *a, tok_pieces_t *in, tok_pieces_t *out,
                            spans_t *sp) {
     out->n = 0;
     for (size_t i = 0; i < in->n; i++) {
@@ -384,7 +372,7 @@ static void step_bytelevel(const tok_pre_t *st, nmc_arena_t *a, tok_pieces_t *in
         else if (p.len) tok_pieces_push(out, p.s, p.len, -1, p.orig0);
         for (size_t j = first; j < out->n; j++) {
             size_t n;
-            out->p[j].s = bytelevel_map(a, out->p[j].s, out->p[j].len, &n);
+            out->p[j].s = bytelevel_map(&t->bytemap, a, out->p[j].s, out->p[j].len, &n);
             out->p[j].len = (uint32_t)n;
         }
     }
@@ -426,7 +414,7 @@ void tok_pretokenize(const nmc_tokenizer_t *t, nmc_arena_t *a, tok_pieces_t *in,
     for (size_t i = 0; i < t->n_pre; i++) {
         const tok_pre_t *st = &t->pre[i];
         switch (st->kind) {
-        case PRE_BYTELEVEL: step_bytelevel(st, a, in, tmp, &sp); break;
+        case PRE_BYTELEVEL: step_bytelevel(t, st, a, in, tmp, &sp); break;
         case PRE_SPLIT: step_split(st, in, tmp, &sp); break;
         case PRE_METASPACE: step_metaspace(st, a, in, tmp, &sp); break;
         }

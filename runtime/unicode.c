@@ -237,8 +237,11 @@ static void compose(cpbuf_t *b) {
 void nmc_uni_nfc(const char *s, size_t n, nmc_ubuf_t *out) {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
-    while (i < n && u[i] < 0x80) i++;
-    if (i == n) { /* ASCII is always NFC */
+    /* Below U+0300 every character is a starter that nothing composes with or decomposes
+     * into anything that recomposes differently: such text is already NFC. (Lead bytes up
+     * to 0xCB encode at most U+02FF.) */
+    while (i < n && u[i] < 0xCC) i++;
+    if (i == n) {
         nmc_ubuf_append(out, s, n);
         return;
     }

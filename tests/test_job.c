@@ -36,7 +36,8 @@ static const nmc_diag_t *find(const char *code)
     return NULL;
 }
 
-#define AM_MIN "{\"model\": \"m\", \"dataset\": {\"training\": \"d\"}, \"training\": {}"
+#define AM_NT "{\"model\": \"m\", \"dataset\": {\"training\": \"d\"}"
+#define AM_MIN AM_NT ", \"training\": {}"
 #define US_MIN "{\"model\": {\"name\": \"m\"}, \"dataset\": {\"path\": \"d\"}"
 
 START_TEST(automodel_defaults)
@@ -133,7 +134,7 @@ END_TEST
 
 START_TEST(all_violations_reported)
 {
-    ck_assert_int_eq(load(AM_MIN ", \"batch\": {\"global_batch_size\": 6, \"micro_batch_size\": 4,"
+    ck_assert_int_eq(load(AM_NT ", \"batch\": {\"global_batch_size\": 6, \"micro_batch_size\": 4,"
                                  " \"packed_sequence_size\": 64}, \"training\": {\"training_type\": \"distillation\"}}",
                           NMC_BACKEND_AUTOMODEL), NMC_JOB_INVALID);
     ck_assert_ptr_nonnull(find("gbs-not-divisible"));
@@ -180,7 +181,7 @@ END_TEST
 
 START_TEST(model_facts_tokenizer)
 {
-    ck_assert_int_eq(load(AM_MIN ", \"training\": {\"training_type\": \"distillation\", \"teacher_model\": \"llama-8b\"}}",
+    ck_assert_int_eq(load(AM_NT ", \"training\": {\"training_type\": \"distillation\", \"teacher_model\": \"llama-8b\"}}",
                           NMC_BACKEND_AUTOMODEL), NMC_JOB_VALID);
     nmc_model_fact_t no[] = { { "teacher_same_tokenizer", { .kind = NMC_LIT_BOOL, .b = false } } };
     nmc_model_facts_t facts = { no, 1 };
@@ -247,7 +248,7 @@ START_TEST(unknown_keys_help)
     ck_assert_str_eq(find("unknown-key")->help, "did you mean `warmup_steps`?");
     ck_assert_int_eq(load(AM_MIN ", \"schedule\": {\"warmup_steps\": 3}}", NMC_BACKEND_AUTOMODEL), NMC_JOB_INVALID);
     ck_assert_str_eq(find("other-backend-key")->help, "automodel uses optimizer.warmup_steps instead");
-    ck_assert_int_eq(load(AM_MIN ", \"training\": {\"warmup_steps\": 3}}", NMC_BACKEND_AUTOMODEL), NMC_JOB_INVALID);
+    ck_assert_int_eq(load(AM_NT ", \"training\": {\"warmup_steps\": 3}}", NMC_BACKEND_AUTOMODEL), NMC_JOB_INVALID);
     ck_assert_str_eq(find("unknown-key")->help, "`warmup_steps` belongs in `optimizer` for automodel");
 }
 END_TEST
@@ -276,7 +277,7 @@ END_TEST
 
 START_TEST(unions_and_aliases)
 {
-    ck_assert_int_eq(load(AM_MIN ", \"training\": {\"finetuning_type\": \"lora_merged\"}, \"deployment_config\": "
+    ck_assert_int_eq(load(AM_NT ", \"training\": {\"finetuning_type\": \"lora_merged\"}, \"deployment_config\": "
                                  "{\"lora_enabled\": false}, \"integrations\": {\"wandb\": {\"run_name\": \"r1\"}}}",
                           NMC_BACKEND_AUTOMODEL), NMC_JOB_VALID);
     const nmc_automodel_job_t *am = nmc_job_automodel(J);
@@ -292,7 +293,7 @@ START_TEST(unions_and_aliases)
     am = nmc_job_automodel(J);
     ck_assert_ptr_null(am->deployment_config.obj);
     ck_assert_str_eq(am->deployment_config.json->u.str.s, "ws/cfg");
-    ck_assert_int_eq(load(US_MIN ", \"model\": {\"name\": \"m\", \"device_map\": 7}}", NMC_BACKEND_UNSLOTH), NMC_JOB_VALID);
+    ck_assert_int_eq(load("{\"model\": {\"name\": \"m\", \"device_map\": 7}, \"dataset\": {\"path\": \"d\"}}", NMC_BACKEND_UNSLOTH), NMC_JOB_VALID);
     ck_assert_int_eq(nmc_job_unsloth(J)->model.device_map.variant, 1);
 }
 END_TEST

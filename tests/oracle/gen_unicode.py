@@ -144,6 +144,8 @@ def main():
         emit_array(out, "uint64_t", "nmc_uni_comp_key", [(a << 21) | b for a, b in pkeys], 8, "0x%XULL")
         emit_array(out, "uint32_t", "nmc_uni_comp_val", [comp[k] for k in pkeys], 12, "0x%X")
         out.write("const size_t nmc_uni_comp_n = %d;\n" % len(pkeys))
+        out.flush()
+        os.fsync(out.fileno())
     os.replace(OUT + ".tmp", OUT)
     print("wrote %s: %d blocks, %d decompositions, %d ccc, %d compositions, patched: %s"
           % (OUT, len(blocks), len(dkeys), len(ckeys), len(pkeys), patched), file=sys.stderr)

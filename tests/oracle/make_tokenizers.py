@@ -159,9 +159,9 @@ def soup(r):
 def corpus():
     r = random.Random(424242)
     lines = list(HAND)
-    while len(lines) < 2000:
+    while len(lines) < N_RANDOM:
         lines.append(rnd_text(r, 9))
-    lines += [soup(r) for _ in range(800)]
+    lines += [soup(r) for _ in range(550)]
     return lines
 
 
@@ -177,14 +177,24 @@ def bytelevel_train(pre, norm, vocab, specials):
     return tok
 
 
-def sp_train(vocab, limit_alphabet, specials, with_bytes):
+def sp_train(vocab, n_alphabet, specials, with_bytes):
+    """SentencePiece-style BPE: trained on Metaspace words, with an alphabet of the n_alphabet
+    most frequent characters (ties by code point) so that rarer ones need byte fallback or unk.
+    The alphabet is chosen here rather than by limit_alphabet, whose tie-breaking is not
+    deterministic."""
+    lines = training_lines()
+    counts = {}
+    for ln in lines:
+        for ch in ln:
+            counts[ch] = counts.get(ch, 0) + 1
+    keep = set(sorted(counts, key=lambda c: (-counts[c], ord(c)))[:n_alphabet]) | {" "}
+    lines = ["".join(ch for ch in ln if ch in keep) for ln in lines]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always",
                                                  split=True)
     byte_toks = ["<0x%02X>" % b for b in range(256)] if with_bytes else []
-    tr = trainers.BpeTrainer(vocab_size=vocab, show_progress=False, limit_alphabet=limit_alphabet,
-                             special_tokens=specials + byte_toks)
-    tok.train_from_iterator(training_lines(), trainer=tr)
+    tr = trainers.BpeTrainer(vocab_size=vocab, show_progress=False, special_tokens=specials + byte_toks)
+    tok.train_from_iterator(lines, trainer=tr)
     return tok
 
 
@@ -296,6 +306,38 @@ def metaspace_unk():
 FAMILIES = [("gpt2", gpt2), ("llama3", llama3), ("qwen2", qwen2), ("llama2", llama2),
             ("mistral", mistral), ("metaspace_unk", metaspace_unk)]
 
+# Pre-tokenizer settings the families above do not use, checked boundary by boundary only
+# (pretok_<name>.json has a one-token model; only its pre_tokenizer matters).
+PRETOK_VARIANTS = {
+    "bytelevel_prefix": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                         "use_regex": True},
+    "bytelevel_noregex": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                          "use_regex": False},
+    "split_removed_invert": {"type": "Split", "pattern": {"Regex": LLAMA3_RE},
+                             "behavior": "Removed", "invert": True},
+    "split_merged_prev": {"type": "Split", "pattern": {"Regex": GPT2_RE},
+                          "behavior": "MergedWithPrevious", "invert": False},
+    "split_merged_next_invert": {"type": "Split", "pattern": {"Regex": QWEN2_RE},
+                                 "behavior": "MergedWithNext", "invert": True},
+    "split_contiguous_string": {"type": "Split", "pattern": {"String": " "},
+                                "behavior": "Contiguous", "invert": False},
+    "split_removed_string": {"type": "Split", "pattern": {"String": "<s>"},
+                             "behavior": "Removed", "invert": False},
+    "metaspace_never_split": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "never",
+                              "split": True},
+    "metaspace_first_split": {"type": "Metaspace", "replacement": "_", "prepend_scheme": "first",
+                              "split": True},
+}
+
+
+def pretok_variant(pre):
+    return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [],
+            "normalizer": None, "pre_tokenizer": pre, "post_processor": None, "decoder": None,
+            "model": {"type": "BPE", "dropout": None, "unk_token": None,
+                      "continuing_subword_prefix": None, "end_of_word_suffix": None, "fuse_unk": False,
+                      "byte_fallback": False, "ignore_merges": False, "vocab": {"a": 0}, "merges": []}}
+
+
 B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
@@ -360,9 +402,14 @@ def meta(tok, j):
                       ensure_ascii=False, indent=1) + "\n"
 
 
+N_RANDOM = 1450  # corpus lines before the character soup
+PRETOK_IDX = []
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     lines = corpus()
+    PRETOK_IDX[:] = list(range(len(HAND))) + list(range(N_RANDOM, len(lines)))
     write_atomic(os.path.join(OUT, "corpus.jsonl"),
                  "\n".join(json.dumps(s, ensure_ascii=False) for s in lines) + "\n")
     for name, fn in FAMILIES:
@@ -373,8 +420,12 @@ def main():
         write_atomic(os.path.join(OUT, name + ".golden.jsonl"), golden(tok, lines))
         write_atomic(os.path.join(OUT, name + ".meta.json"), meta(tok, j))
         if tok.pre_tokenizer is not None:
-            idx = list(range(len(HAND))) + list(range(2000, len(lines)))
-            write_atomic(os.path.join(OUT, name + ".pretok.jsonl"), pretok(tok, lines, idx))
+            write_atomic(os.path.join(OUT, name + ".pretok.jsonl"), pretok(tok, lines, PRETOK_IDX))
+    for name, pre in sorted(PRETOK_VARIANTS.items()):
+        text = json.dumps(pretok_variant(pre), ensure_ascii=False, separators=(",", ":"))
+        tok = Tokenizer.from_str(text)
+        write_atomic(os.path.join(OUT, "pretok_" + name + ".json"), text + "\n")
+        write_atomic(os.path.join(OUT, "pretok_" + name + ".pretok.jsonl"), pretok(tok, lines, PRETOK_IDX))
         print("%s: vocab %d, %d lines" % (name, tok.get_vocab_size(True), len(lines)), file=sys.stderr)
 
 
