@@ -90,9 +90,7 @@ static int open_nccl(const nmc_launch_t *l, void *stream, nmc_comm_t **out, nmc_
     if (mpi_launch && nmc_comm_mpi_available() && !l->rdzv_dir[0] &&
         nmc_comm_mpi_new(l, &boot, d) != 0)
         return -1;
-    int rc = nmc_comm_nccl_new(l, boot, stream, out, d);
-    nmc_comm_free(boot);
-    return rc;
+    return nmc_comm_nccl_new(l, boot, stream, out, d); /* owns boot */
 }
 
 int nmc_comm_open(const nmc_launch_t *l, const char *kind, nmc_comm_mem_t mem,

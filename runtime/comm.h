@@ -116,8 +116,9 @@ nmc_comm_t *nmc_comm_single_new(void);
 int nmc_comm_shm_new(const nmc_launch_t *l, nmc_comm_t **out, nmc_diags_t *d);
 int nmc_comm_mpi_new(const nmc_launch_t *l, nmc_comm_t **out, nmc_diags_t *d);
 /* boot: a host communicator over the same ranks to carry the NCCL id (NULL: the file
- * rendezvous in l's rendezvous directory). boot stays owned by the caller; it is only
- * used inside this call. */
+ * rendezvous in l's rendezvous directory). Ownership of boot passes to the call: it is
+ * freed with the new communicator, or before returning on failure (an MPI boot must
+ * outlive NCCL's use of the job: MPI_Finalize runs when it is freed). */
 int nmc_comm_nccl_new(const nmc_launch_t *l, nmc_comm_t *boot, void *cuda_stream,
                       nmc_comm_t **out, nmc_diags_t *d);
 int nmc_comm_mpi_available(void);  /* 1 when built with MPI */

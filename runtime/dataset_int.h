@@ -70,6 +70,17 @@ int ds_cache_finish(FILE *f, const uint64_t key[2], const ds_source_t *src, nmc_
  * order and each keeps its items in insertion order (the caller builds the lists). */
 int64_t ds_pack_bfd(const uint32_t *len, int64_t n, int64_t cap, int64_t *bin_of);
 
+/* ---- sample access for the iterator (dataset.c) ---- */
+/* Read sample `pos` (file order within split s) into ids/mask (room for its length). */
+int ds_read_sample(const nmc_dataset_t *ds, nmc_dataset_split_t s, int64_t pos, int32_t *ids, uint8_t *mask,
+                   nmc_diags_t *d);
+int64_t ds_sample_len(const nmc_dataset_t *ds, nmc_dataset_split_t s, int64_t pos);
+int64_t ds_units(const nmc_dataset_t *ds, nmc_dataset_split_t s);
+/* Unit u: its samples as positions in the split (n of them). */
+void ds_unit(const nmc_dataset_t *ds, nmc_dataset_split_t s, int64_t u, const int64_t **mem, int64_t *n);
+const nmc_dataset_opts_t *ds_opts(const nmc_dataset_t *ds);
+int32_t ds_pad_id(const nmc_dataset_t *ds);
+
 /* ---- hashing / rng (dataset_cache.c) ---- */
 typedef struct { uint64_t a, b; } ds_hash_t;
 void ds_hash_init(ds_hash_t *h);

@@ -4,7 +4,8 @@
  *
  * Tensor names (as PEFT 0.21's save_pretrained writes them, checked by the interop test):
  *   base_model.model.<HF module>.lora_A.weight / .lora_B.weight
- *   base_model.model.<HF module>.bias          (bias "all" / "lora_only", where one exists)
+ *   base_model.model.<HF module>.base_layer.bias   (bias "all" / "lora_only": adapted linear)
+ *   base_model.model.<HF module>.bias          (bias "all": a linear without an adapter)
  *   base_model.model.<HF tensor name>          (modules_to_save: model.embed_tokens.weight,
  *                                               lm_head.weight)
  * Tensors are written F32 (adapter weights are trained in fp32; PEFT casts on load).
