@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- single ----------------------------------------------------------------------------- */
 
@@ -34,7 +35,8 @@ static const char *single_last_error(nmc_comm_t *c) { return ""; }
 static void single_abort(nmc_comm_t *c, int code, const char *why)
 {
     if (why && *why) nmc_comm_fatal(why);
-    exit(code ? code : 1);
+    fflush(NULL);
+    _exit(code ? code : 1); /* no atexit handlers: the job is being torn down */
 }
 
 static void single_destroy(nmc_comm_t *c) { free(c); }
@@ -61,14 +63,6 @@ nmc_comm_t *nmc_comm_single_new(void)
 }
 
 /* ---- opening ---------------------------------------------------------------------------- */
-
-static int unavailable(nmc_diags_t *d, const char *kind, const char *why, const char *help)
-{
-    nmc_diag_t *r = nmc_diag_add(d, NMC_SEV_ERROR, "comm-kind-unavailable", NULL, 0, 0, 0,
-                                 "communicator \"%s\" is not available: %s", kind, why);
-    nmc_diag_set_help(r, "%s", help);
-    return -1;
-}
 
 /* "auto" -> a concrete kind for this launch and buffer location (NULL: none fits). */
 static const char *auto_kind(const nmc_launch_t *l, nmc_comm_mem_t mem)
@@ -220,8 +214,8 @@ int nmc_comm_check_same_spec(nmc_comm_t *c, uint64_t hash, nmc_diags_t *d)
     if (count > 0) {
         nmc_diag_t *r = nmc_diag_add(d, NMC_SEV_ERROR, "comm-spec-mismatch", NULL, 0, 0, 0,
                                      "%d of %d ranks run a different job spec than rank 0 "
-                                     "(%016llx): rank %s", count, c->size,
-                                     (unsigned long long)h[0], buf);
+                                     "(%016llx): rank%s %s", count, c->size,
+                                     (unsigned long long)h[0], count > 1 ? "s" : "", buf);
         nmc_diag_set_help(r, "every rank must get the same job file, model and nmc version; "
                           "check the paths each node sees");
     }

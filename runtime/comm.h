@@ -83,7 +83,7 @@ struct nmc_comm {
     int (*barrier)(nmc_comm_t *c);
     int (*allreduce_f64)(nmc_comm_t *c, double *host, size_t n);
     int (*allreduce_i64)(nmc_comm_t *c, int64_t *host, size_t n);
-    void (*abort)(nmc_comm_t *c, int code, const char *why) __attribute__((noreturn));
+    void (*abort)(nmc_comm_t *c, int code, const char *why); /* never returns */
     const char *(*last_error)(nmc_comm_t *c);
     void (*destroy)(nmc_comm_t *c); /* frees the communicator itself; NULL-safe wrapper:
                                        nmc_comm_free */

@@ -95,8 +95,8 @@ static unsigned char *slot(shm_t *s, int r) { return s->slots + (size_t)r * SLOT
 static void describe_missing(nmc_comm_t *c, uint64_t k, const char *what)
 {
     shm_t *s = c->impl;
-    size_t len = (size_t)snprintf(s->err, ERR_CAP, "rank %d: %s (op #%llu %s): ", c->rank,
-                                  what, (unsigned long long)s->op_seq, op_names[s->op]);
+    size_t len = (size_t)snprintf(s->err, ERR_CAP, "rank %d: %s (op #%llu) %s: ", c->rank,
+                                  op_names[s->op], (unsigned long long)s->op_seq, what);
     int listed = 0;
     for (int r = 0; r < c->size && len < ERR_CAP; r++) {
         if (atomic_load_explicit(&s->ctl[r].arrive, memory_order_acquire) >= k) continue;
@@ -105,7 +105,7 @@ static void describe_missing(nmc_comm_t *c, uint64_t k, const char *what)
         uint64_t seq = atomic_load(&s->ctl[r].op_seq);
         int op = atomic_load(&s->ctl[r].op);
         len += (size_t)snprintf(s->err + len, ERR_CAP - len,
-                                "%srank %d (pid %d) %s, last in op #%llu %s",
+                                "%srank %d (pid %d) %s, last entered op #%llu %s",
                                 listed++ ? "; " : "", r, pid,
                                 !pid ? "never joined" : dead ? "has exited" : "did not arrive",
                                 (unsigned long long)seq, op_names[op]);
@@ -118,8 +118,8 @@ static int check_peers(nmc_comm_t *c, uint64_t k, double t0)
     shm_t *s = c->impl;
     int ab = atomic_load(&s->head->aborted);
     if (ab) {
-        snprintf(s->err, ERR_CAP, "rank %d: op #%llu %s: rank %d aborted the job: %.256s",
-                 c->rank, (unsigned long long)s->op_seq, op_names[s->op], ab - 1,
+        snprintf(s->err, ERR_CAP, "rank %d: %s (op #%llu) failed: rank %d aborted the job: "
+                 "%.256s", c->rank, op_names[s->op], (unsigned long long)s->op_seq, ab - 1,
                  s->head->why);
         return -1;
     }
@@ -127,14 +127,13 @@ static int check_peers(nmc_comm_t *c, uint64_t k, double t0)
         if (atomic_load_explicit(&s->ctl[r].arrive, memory_order_acquire) >= k) continue;
         int pid = atomic_load(&s->ctl[r].pid);
         if (pid > 0 && kill(pid, 0) != 0 && errno == ESRCH) {
-            describe_missing(c, k, "a rank exited during a collective");
+            describe_missing(c, k, "failed");
             return -1;
         }
     }
     if (now_s() - t0 > s->timeout) {
         char what[96];
-        snprintf(what, sizeof what, "collective timed out after %g s (NMC_COMM_TIMEOUT_S)",
-                 s->timeout);
+        snprintf(what, sizeof what, "timed out after %g s (NMC_COMM_TIMEOUT_S)", s->timeout);
         describe_missing(c, k, what);
         return -1;
     }
@@ -312,6 +311,7 @@ static void shm_abort(nmc_comm_t *c, int code, const char *why)
     if (atomic_compare_exchange_strong(&s->head->aborted, &expected, c->rank + 1))
         snprintf(s->head->why, sizeof s->head->why, "%s", why ? why : "");
     if (why && *why) nmc_comm_fatal(why);
+    fflush(NULL);
     _exit(code ? code : 1);
 }
 

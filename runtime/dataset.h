@@ -28,10 +28,14 @@
  */
 #ifndef NMC_DATASET_H
 #define NMC_DATASET_H
+/* job.h and store.h cannot share a translation unit (both define nmc_store_t): this header
+ * includes neither; the job is named by its struct tag (dataset_job.c includes job.h, and
+ * dataset_store.c store.h). */
+#include "arena.h"
 #include "batch.h"
 #include "chat_template.h"
 #include "diag.h"
-#include "job.h"
+#include "json.h"
 #include "tokenizer.h"
 #include <stdbool.h>
 #include <stddef.h>
@@ -100,13 +104,21 @@ typedef struct {
  * Unsloth always), seed (schedule.seed, else NMC_DATASET_DEFAULT_SEED), validation_split
  * (Automodel only, used when no validation fileset is given). File lists and cache_dir are
  * left empty. Returns 0, or -1 (data-bad-prompt-template) when prompt_template is malformed. */
-int nmc_dataset_opts_from_job(const nmc_job_t *job, nmc_dataset_opts_t *o, nmc_diags_t *d);
+struct nmc_job;
+int nmc_dataset_opts_from_job(const struct nmc_job *job, nmc_dataset_opts_t *o, nmc_diags_t *d);
 /* The fileset refs a job names (training, validation or NULL) and its model ref. */
-void nmc_dataset_job_refs(const nmc_job_t *job, const char **model, const char **train,
+void nmc_dataset_job_refs(const struct nmc_job *job, const char **model, const char **train,
                           const char **valid);
 /* Micro-batch size of the job (Automodel batch.micro_batch_size, Unsloth
  * per_device_train_batch_size). */
-int64_t nmc_dataset_job_micro_batch(const nmc_job_t *job);
+int64_t nmc_dataset_job_micro_batch(const struct nmc_job *job);
+
+/* Resolve through the store (home NULL: the default location) the model entity's directory
+ * and the files of the training and (ref non-NULL) validation filesets. Strings and arrays
+ * live in arena a. Returns 0, or -1 with the store-* / data-no-files / io-error diagnostics. */
+int nmc_dataset_resolve(nmc_arena_t *a, const char *home, const char *model_ref, const char *train_ref,
+                        const char *valid_ref, const char **model_dir, const char ***train_files,
+                        size_t *n_train, const char ***val_files, size_t *n_val, nmc_diags_t *d);
 
 /* Check a prompt_template: exactly two `{column}` placeholders (column names
  * [A-Za-z0-9_-]+, `{{`/`}}` are literal braces). Returns 0, or -1 with data-bad-prompt-template. */

@@ -447,17 +447,16 @@ int nmc_launch_spawn(char *const argv[], int nprocs, const char *rdzv_parent,
         res->failed_rank = failed;
         res->status = status;
         res->signal = sig;
-        nmc_diag_t *rec;
+        char how[96], rest[64] = "";
         if (sig)
-            rec = nmc_diag_add(d, NMC_SEV_ERROR, "launch-rank-failed", NULL, 0, 0, 0,
-                               "rank %d of %d was killed by signal %d (%s); stopped the "
-                               "other %d running rank%s", failed, nprocs, sig, strsignal(sig),
-                               others, others == 1 ? "" : "s");
+            snprintf(how, sizeof how, "was killed by signal %d (%s)", sig, strsignal(sig));
         else
-            rec = nmc_diag_add(d, NMC_SEV_ERROR, "launch-rank-failed", NULL, 0, 0, 0,
-                               "rank %d of %d exited with status %d; stopped the other %d "
-                               "running rank%s", failed, nprocs, status, others,
-                               others == 1 ? "" : "s");
+            snprintf(how, sizeof how, "exited with status %d", status);
+        if (others > 0)
+            snprintf(rest, sizeof rest, "; stopped the other %d running rank%s", others,
+                     others == 1 ? "" : "s");
+        nmc_diag_t *rec = nmc_diag_add(d, NMC_SEV_ERROR, "launch-rank-failed", NULL, 0, 0, 0,
+                                       "rank %d of %d %s%s", failed, nprocs, how, rest);
         nmc_diag_set_help(rec, "rank %d's own error output above says why", failed);
     }
     remove_dir(dir);

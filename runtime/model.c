@@ -4,6 +4,7 @@
  * Forward and backward are in model_fwd.c; the adapter file format in peft.c.
  */
 #include "model_int.h"
+#include "json.h"
 #include "store.h"
 #include <errno.h>
 #include <math.h>
@@ -546,6 +547,37 @@ static void *to_dtype(const float *src, size_t n, nmc_st_dtype_t dt)
     return out;
 }
 
+/* config.json as loaded, with dtype / torch_dtype naming the dtype written. */
+static int save_config(nmc_model_t *m, const char *dir, nmc_st_dtype_t dt, nmc_diags_t *d)
+{
+    const char *name = dt == NMC_ST_F32 ? "float32" : dt == NMC_ST_BF16 ? "bfloat16" : "float16";
+    nmc_arena_t *a = nmc_arena_new();
+    nmc_json_t *root = NULL;
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = nmc_json_parse(a, m->config_src, m->config_len, "config.json", NULL, &root, d);
+    if (!rc) {
+        FILE *f = open_memstream(&buf, &len);
+        if (!f) abort();
+        nmc_json_writer_t w;
+        nmc_jw_init(&w, f, 2);
+        nmc_jw_begin_object(&w);
+        for (size_t i = 0; i < root->u.obj.n; i++) {
+            const nmc_json_member_t *mb = &root->u.obj.members[i];
+            nmc_jw_key(&w, mb->key);
+            if (!strcmp(mb->key, "dtype") || !strcmp(mb->key, "torch_dtype")) nmc_jw_string(&w, name);
+            else nmc_jw_value(&w, mb->value);
+        }
+        nmc_jw_end_object(&w);
+        fputc('\n', f);
+        fclose(f);
+        rc = nmc_model_write_file(nmc_arena_printf(m->arena, "%s/config.json", dir), buf, len, d);
+        free(buf);
+    }
+    nmc_arena_free(a);
+    return rc;
+}
+
 int nmc_model_save(nmc_model_t *m, const char *dir, const nmc_model_save_opts_t *o,
                    nmc_diags_t *d)
 {
@@ -576,8 +608,6 @@ int nmc_model_save(nmc_model_t *m, const char *dir, const nmc_model_save_opts_t 
     if (!rc) rc = nmc_st_write(path, wt, nw, &meta, 1, d);
     for (size_t i = 0; i < nw; i++) free((void *)wt[i].data);
     free(wt);
-    if (!rc)
-        rc = nmc_model_write_file(nmc_arena_printf(m->arena, "%s/config.json", dir),
-                                  m->config_src, m->config_len, d);
+    if (!rc) rc = save_config(m, dir, dt, d);
     return rc;
 }

@@ -151,8 +151,7 @@ typedef struct {
 int nmc_model_save(nmc_model_t *m, const char *dir, const nmc_model_save_opts_t *o,
                    nmc_diags_t *d);
 
-/* LoRA introspection (for runtime/peft.c): the config the model was built with (NULL
- * without LoRA), and the adapted modules' HF names in model order. */
+/* The LoRA config the model was built with (a copy owned by m), NULL without LoRA. */
 const nmc_lora_cfg_t *nmc_model_lora(const nmc_model_t *m);
 
 #endif

@@ -164,6 +164,14 @@ static int check_batch(const nmc_model_t *m, const nmc_batch_t *b, nmc_diags_t *
         (int64_t)b->B * b->T * wide >= INT32_MAX / 2)
         return bad_batch(d, "micro-batch too large for 32-bit kernel indexing", 0,
                          (long)b->B * b->T);
+    if (g->sliding_window > 0 && b->T > g->sliding_window) {
+        nmc_diag_t *r = nmc_diag_add(d, NMC_SEV_ERROR, "model-sliding-window-unsupported", NULL,
+                                     0, 0, 0, "rows of %d tokens exceed the model's sliding "
+                                     "window of %lld, and nmc trains full attention only",
+                                     b->T, (long long)g->sliding_window);
+        nmc_diag_set_help(r, "use a max sequence length <= %lld", (long long)g->sliding_window);
+        return -1;
+    }
     long V = (long)g->vocab_size;
     for (long i = 0; i < (long)b->B * b->T; i++) {
         long t = i % b->T;

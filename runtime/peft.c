@@ -109,7 +109,9 @@ static void write_config(nmc_json_writer_t *w, nmc_model_t *m, const nmc_peft_sa
         nmc_jw_end_array(w);
     }
     nmc_jw_key(w, "loftq_config"), nmc_jw_begin_object(w), nmc_jw_end_object(w);
-    nmc_jw_key(w, "lora_alpha"), nmc_jw_double(w, c->alpha);
+    nmc_jw_key(w, "lora_alpha"); /* PEFT writes an int when it is one */
+    if (c->alpha == (double)(int64_t)c->alpha) nmc_jw_int(w, (int64_t)c->alpha);
+    else nmc_jw_double(w, c->alpha);
     nmc_jw_key(w, "lora_bias"), nmc_jw_bool(w, false);
     nmc_jw_key(w, "lora_dropout"), nmc_jw_double(w, c->dropout);
     nmc_jw_key(w, "megatron_config"), nmc_jw_null(w);

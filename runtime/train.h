@@ -160,7 +160,10 @@ int nmc_train_plan_from_job(const struct nmc_job *job, nmc_arena_t *a, nmc_train
  * job is invalid or refused, 2 on I/O errors (the CLI exit codes). */
 int nmc_train_load_job(const char *path, const char *backend, nmc_arena_t *a,
                        nmc_train_plan_t *p, char **src, size_t *src_len, char **explain,
-                       nmc_diags_t *d);
+                       struct nmc_job **job_out, nmc_diags_t *d);
+/* = nmc_job_free (runtime/job.h), for files that cannot include job.h. */
+void nmc_job_free(struct nmc_job *job);
+
 
 /* Steps of one epoch with `batches` micro-batches: ceil(batches / accum) (HF rule: the
  * last step of an epoch takes the remaining micro-batches). */
@@ -184,6 +187,20 @@ typedef struct {
     /* 1: *b set; 0: epoch exhausted; -1: error (diagnostics appended). */
     int (*next)(void *ctx, const nmc_batch_t **b, nmc_diags_t *d);
 } nmc_train_data_t;
+
+/* ---- the dataset pipeline as training data sources (train_data.c) ------------------------ */
+typedef struct nmc_train_dataset nmc_train_dataset_t;
+/* Tokenize the job's filesets (runtime/dataset.h) with the tokenizer and chat template of
+ * model_dir; train_path / val_path (NULL) are the resolved fileset paths, cache_dir may be
+ * NULL. Fills *train and, when validation rows exist (validation fileset or
+ * validation_split), *val (else val->ctx is NULL). Returns 0, 1 invalid rows, 2 I/O. */
+int nmc_train_dataset_open(const struct nmc_job *job, const nmc_train_plan_t *p,
+                           const char *model_dir, const char *train_path, const char *val_path,
+                           const char *cache_dir, nmc_train_dataset_t **out,
+                           nmc_train_data_t *train, nmc_train_data_t *val, nmc_diags_t *d);
+/* One line about the data for the log: samples, truncations, packing. buf NUL-terminated. */
+void nmc_train_dataset_summary(const nmc_train_dataset_t *t, char *buf, size_t cap);
+void nmc_train_dataset_close(nmc_train_dataset_t *t);
 
 /* ---- the loop (train.c) ---------------------------------------------------------------- */
 typedef enum {
@@ -295,6 +312,15 @@ int nmc_train_publish(nmc_model_t *m, const nmc_train_plan_t *p, struct nmc_stor
                       nmc_diags_t *d);
 /* Max abs difference of eval logits between two models on a few fixed prompts. */
 int nmc_train_logits_diff(nmc_model_t *a, nmc_model_t *b, double *max_diff, nmc_diags_t *d);
+
+/* Held-out evaluation with eval-mode logits: mean CE, greedy next-token accuracy on the
+ * label tokens, and exact match per document (every label token of a sample right). */
+typedef struct {
+    double loss;             /* mean CE per label token */
+    int64_t tokens, tokens_correct;
+    int64_t docs, docs_exact;
+} nmc_train_eval_t;
+int nmc_train_evaluate(nmc_model_t *m, nmc_train_data_t *data, nmc_train_eval_t *out, nmc_diags_t *d);
 
 /* ---- CLI (runtime/cmd_train.c; wired into runtime/main.c by the coordinator) ----------- */
 int nmc_cmd_train(int argc, char **argv);

@@ -404,9 +404,10 @@ void nmc_train_sched(const nmc_train_plan_t *p, int64_t total, nmc_sched_t *s)
 
 int nmc_train_load_job(const char *path, const char *backend, nmc_arena_t *a,
                        nmc_train_plan_t *p, char **src, size_t *src_len, char **explain,
-                       nmc_diags_t *d)
+                       struct nmc_job **job_out, nmc_diags_t *d)
 {
     *src = NULL, *src_len = 0, *explain = NULL;
+    if (job_out) *job_out = NULL;
     nmc_job_opts_t opts = {.backend = -1};
     if (backend) {
         opts.backend = nmc_backend_by_name(backend);
@@ -441,6 +442,7 @@ int nmc_train_load_job(const char *path, const char *backend, nmc_arena_t *a,
         nmc_job_explain(job, f);
         fclose(f);
     }
-    nmc_job_free(job);
+    if (rc == 0 && job_out) *job_out = job;
+    else nmc_job_free(job);
     return rc;
 }

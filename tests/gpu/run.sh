@@ -10,8 +10,15 @@
 #   kbuild   the kernel objects -> build/gpu/libnmc_kernels.a, test and bench drivers
 #   ktest    build/gpu/test_kernels_gpu: every CUDA op vs its CPU reference (+ timings)
 #   bench    bench/gpu/bench_vs_torch.py: our kernels vs PyTorch, ratios
+#   dbuild   build/gpu/test_dev_cuda and build/gpu/train_bench against build/libnmc.a
+#   devtest  build/gpu/test_dev_cuda: the CUDA device (runtime/dev_cuda.c) vs the CPU
+#            device through dev.h and model.h (ops, tiny models' loss and gradients)
+#   tbench   bench/gpu/train_bench.py: LoRA and full training of a 0.6B model, nmc vs
+#            transformers + PEFT (tokens/s, MFU, peak memory, ratios)
 #   train    ./nmc train smoke run, only once the engine exists (SKIP otherwise)
 # Exit status 1 when any step FAILED, else 0. Budget: < 6 minutes on an H100.
+# No libjsmn-dev on the GPU machine: when .gpu-carry/include/jsmn.h exists (the coordinator
+# carries it), every make gets EXTRA_CFLAGS=-I.gpu-carry/include.
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
@@ -25,6 +32,8 @@ LOGS=build/gpu/logs
 mkdir -p "$LOGS"
 SUMMARY=()
 FAILED=0
+MAKE_EXTRA=()
+[ -f .gpu-carry/include/jsmn.h ] && MAKE_EXTRA=("EXTRA_CFLAGS=-I$ROOT/.gpu-carry/include")
 T_START=$(date +%s)
 
 # step NAME TIMEOUT_S CMD...: runs CMD with a timeout, output to the terminal and to a log
@@ -59,10 +68,11 @@ env_info() {
 }
 
 kbuild() {
-    local objs=() f
+    local objs=() f MAKE_EXTRA=()
+    [ -n "${MAKE_EXTRA_STR:-}" ] && MAKE_EXTRA=("$MAKE_EXTRA_STR")
     for f in kernels/*.c; do objs+=("build/${f%.c}.o"); done
     for f in kernels/*.cu; do objs+=("build/${f%.cu}.cu.o"); done
-    make -j16 "${objs[@]}" || return 1
+    make -j16 "${MAKE_EXTRA[@]}" "${objs[@]}" || return 1
     rm -f build/gpu/libnmc_kernels.a
     ar rcs build/gpu/libnmc_kernels.a "${objs[@]}" || return 1
     local cflags="-O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -DNMC_CUDA=1 -Ikernels -Iruntime -I/usr/local/cuda/include"
@@ -76,6 +86,23 @@ bench() {
     local js=()
     [ -n "${OUT:-}" ] && js=(--json "$OUT/bench.jsonl")
     $PY bench/gpu/bench_vs_torch.py build/gpu/bench_gpu "${js[@]}"
+}
+
+# the device layer's test and the training bench link the whole library (make nmc built it)
+dbuild() {
+    [ -f build/libnmc.a ] || { echo "build/libnmc.a missing (see the nmc step)"; return 1; }
+    mkdir -p build/gpu
+    local cflags="-O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -DNMC_CUDA=1 -Ikernels -Iruntime -Igenerated -I/usr/local/cuda/include"
+    local libs="build/libnmc.a -L/usr/local/cuda/lib64 -Wl,-rpath,/usr/local/cuda/lib64 -lcudart -lcublasLt -lcublas -lstdc++ -lm -lpthread"
+    gcc $cflags -o build/gpu/test_dev_cuda tests/gpu/test_dev_cuda.c $libs || return 1
+    gcc $cflags -o build/gpu/train_bench bench/gpu/train_bench.c $libs || return 1
+    echo "built build/gpu/test_dev_cuda build/gpu/train_bench"
+}
+
+tbench() {
+    local js=()
+    [ -n "${OUT:-}" ] && js=(--json "$OUT/bench.jsonl")
+    $PY bench/gpu/train_bench.py build/gpu/train_bench "${js[@]}"
 }
 
 # ---- TRAIN SECTION (enable-when-ready) ---------------------------------------------------
@@ -93,17 +120,25 @@ train_smoke() {
 }
 
 export PY OUT
-export -f env_info kbuild bench train_smoke
+export MAKE_EXTRA_STR="${MAKE_EXTRA[*]:-}"
+export -f env_info kbuild bench train_smoke dbuild tbench
 
 step env 60 env_info
-step nmc 240 make -j16 nmc
-rm -f build/gpu/test_kernels_gpu build/gpu/bench_gpu
+step nmc 240 make -j16 "${MAKE_EXTRA[@]}" nmc
+rm -f build/gpu/test_kernels_gpu build/gpu/bench_gpu build/gpu/test_dev_cuda build/gpu/train_bench
 if step kbuild 240 kbuild; then
     step ktest 180 build/gpu/test_kernels_gpu
     step bench 180 bench
 else
     skip ktest "test driver not built (see kbuild)"
     skip bench "bench driver not built (see kbuild)"
+fi
+if step dbuild 120 dbuild; then
+    step devtest 120 build/gpu/test_dev_cuda
+    step tbench 240 tbench
+else
+    skip devtest "test driver not built (see dbuild)"
+    skip tbench "bench driver not built (see dbuild)"
 fi
 if [ -x ./nmc ] && ./nmc train --help >/dev/null 2>&1; then
     step train 120 train_smoke

@@ -3,7 +3,8 @@
 
 Writes tests/data/train/:
   golden.json          the micro-batches (token ids, shifted labels) and, per training
-                       config, the per-step loss, learning rate and pre-clip grad norm
+                       config, its settings and the per-step loss, learning rate applied
+                       ("lrs") and pre-clip grad norm
   lora_init.safetensors  the PEFT-initialised LoRA A/B of config "lora" (the C test loads
                        them, since nmc's own LoRA init RNG is not torch's)
   schedules.json       learning rates of transformers' get_scheduler for every type at
@@ -95,7 +96,7 @@ def run(cfg, batches, model, params):
         opt = torch.optim.SGD(groups, lr=cfg["lr"], foreach=False)
     sched = get_scheduler(cfg["sched"], opt, num_warmup_steps=cfg["warmup"],
                           num_training_steps=cfg["steps"])
-    out = {"loss": [], "lr": [], "grad_norm": []}
+    out = {"loss": [], "lrs": [], "grad_norm": []}
     for _, mbs in steps_plan(cfg["steps"], cfg["accum"]):
         tokens = sum(int((batches[i][1] != -100).sum()) for i in mbs)
         opt.zero_grad(set_to_none=False)
@@ -110,7 +111,7 @@ def run(cfg, batches, model, params):
             (ce / tokens).backward()
             loss_sum += float(ce.detach())
         gn = torch.nn.utils.clip_grad_norm_([p for _, p in named], cfg["clip"] if cfg["clip"] > 0 else float("inf"))
-        out["lr"].append(opt.param_groups[0]["lr"])
+        out["lrs"].append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
         out["loss"].append(loss_sum / tokens)

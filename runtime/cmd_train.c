@@ -1,0 +1,401 @@
+/* cmd_train.c — `nmc train JOB`: load and check the job, resolve its model and filesets in
+ * the store, tokenize the data, load the model, train with a progress display, publish the
+ * result into the store, and keep the run directory's status up to date.
+ * What belongs here: argument parsing, printing, signals, exit codes; the work is in
+ * train*.c, store.c, dataset*.c and model*.c. Exit codes: 0 done, 1 the job or the run
+ * failed, 2 usage or I/O error, 130 stopped by SIGINT/SIGTERM (checkpoint written).
+ */
+#include "train.h"
+#include "dev_select.h"
+#include "nmc_kernels.h"
+#include "peft.h"
+#include "store.h"
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *USAGE =
+    "usage: nmc train JOB.json [--resume] [--output-dir DIR] [--backend automodel|unsloth]\n"
+    "                 [--device auto|cpu|cuda:N] [--threads N] [--quiet]\n"
+    "       nmc train JOB.json --eval-only [--adapter DIR]\n"
+    "Trains the job's model on its filesets (both from the store in $NMC_HOME) and publishes\n"
+    "the result to the store. The run directory ($NMC_HOME/jobs/<job name>, or --output-dir)\n"
+    "holds spec.json, status.json, train.log, metrics.jsonl and checkpoints/.\n"
+    "  --resume      continue from the run directory's last checkpoint (same job file)\n"
+    "  --eval-only   print held-out loss and greedy accuracy of the model (with --adapter:\n"
+    "                of that PEFT adapter on the base), then exit; trains nothing\n"
+    "  --stop-after N  stop after N steps as if interrupted (for testing resume)\n"
+    "Ctrl-C writes a checkpoint at the next step boundary and exits with status 130.\n";
+
+typedef struct {
+    const char *job, *output_dir, *backend, *device, *adapter;
+    bool resume, eval_only, quiet, help;
+    int threads;
+    long stop_after;
+} args_t;
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "nmc train: error: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n%s", USAGE);
+    return 2;
+}
+
+static int parse_args(int argc, char **argv, args_t *a)
+{
+    memset(a, 0, sizeof *a);
+    for (int i = 0; i < argc; i++) {
+        const char *s = argv[i];
+        const char **slot = NULL, *num = NULL;
+        if (strcmp(s, "--resume") == 0) a->resume = true;
+        else if (strcmp(s, "--eval-only") == 0) a->eval_only = true;
+        else if (strcmp(s, "--quiet") == 0 || strcmp(s, "-q") == 0) a->quiet = true;
+        else if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) a->help = true;
+        else if (strcmp(s, "--output-dir") == 0) slot = &a->output_dir;
+        else if (strcmp(s, "--backend") == 0) slot = &a->backend;
+        else if (strcmp(s, "--device") == 0) slot = &a->device;
+        else if (strcmp(s, "--adapter") == 0) slot = &a->adapter;
+        else if (strcmp(s, "--threads") == 0 || strcmp(s, "--stop-after") == 0) slot = &num;
+        else if (s[0] == '-' && s[1]) return usage_error("unknown option '%s'", s);
+        else if (a->job) return usage_error("unexpected argument '%s' (one job file per run)", s);
+        else a->job = s;
+        if (!slot) continue;
+        if (i + 1 >= argc) return usage_error("option '%s' needs a value", s);
+        *slot = argv[++i];
+        if (slot != &num) continue;
+        char *end;
+        long v = strtol(num, &end, 10);
+        if (*end || v < 1) return usage_error("'%s' needs a positive integer", s);
+        if (strcmp(s, "--threads") == 0) a->threads = (int)v;
+        else a->stop_after = v;
+    }
+    if (!a->help && !a->job) return usage_error("%s", "missing the job file");
+    if (a->adapter && !a->eval_only) return usage_error("%s", "--adapter needs --eval-only");
+    return 0;
+}
+
+static void render(nmc_diags_t *d, const char *src, size_t len)
+{
+    if (d->n == 0 && d->n_dropped == 0) return;
+    nmc_diags_sort(d);
+    nmc_diags_render_text(d, src, len, stderr, isatty(2) && !getenv("NO_COLOR"));
+    nmc_diags_free(d); /* printed */
+    nmc_diags_init(d);
+}
+
+/* ---- signals --------------------------------------------------------------------------- */
+static volatile sig_atomic_t STOP;
+static void on_signal(int sig) { STOP = sig; }
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C kills at once */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* ---- progress ------------------------------------------------------------------------- */
+typedef struct {
+    bool tty, quiet, bar_open;
+    const char *run_dir;
+} progress_t;
+
+static void fmt_time(double s, char *buf, size_t cap)
+{
+    if (!isfinite(s) || s < 0) s = 0;
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, cap, "%ld:%02ld", t / 60, t % 60);
+}
+
+static void end_bar(progress_t *p)
+{
+    if (p->bar_open) fputc('\n', stderr), p->bar_open = false;
+}
+
+static void on_event(void *ctx, const nmc_train_ev_t *ev)
+{
+    progress_t *p = ctx;
+    char eta[32], el[32];
+    switch (ev->kind) {
+    case NMC_TRAIN_EV_STEP:
+        if (p->quiet) return;
+        fmt_time(ev->eta_s, eta, sizeof eta), fmt_time(ev->elapsed_s, el, sizeof el);
+        if (p->tty) {
+            int w = 24, fill = ev->total_steps ? (int)(w * ev->step / ev->total_steps) : w;
+            char bar[32];
+            for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '-';
+            bar[w] = 0;
+            fprintf(stderr, "\r\033[Kstep %lld/%lld [%s] loss %.4f lr %.2e | %.0f tok/s | %s, eta %s",
+                    (long long)ev->step, (long long)ev->total_steps, bar, ev->loss, ev->lr,
+                    ev->tokens_per_s, el, eta);
+            p->bar_open = true;
+        } else if (ev->logged) {
+            fprintf(stderr, "step %lld/%lld epoch %.2f loss %.4f lr %.3e grad_norm %.3f tok/s %.0f eta %s\n",
+                    (long long)ev->step, (long long)ev->total_steps, ev->epoch, ev->loss, ev->lr,
+                    ev->grad_norm, ev->tokens_per_s, eta);
+        }
+        break;
+    case NMC_TRAIN_EV_VAL:
+        if (p->quiet) return;
+        end_bar(p);
+        fprintf(stderr, "step %lld/%lld val_loss %.4f\n", (long long)ev->step, (long long)ev->total_steps,
+                ev->val_loss);
+        break;
+    case NMC_TRAIN_EV_CKPT:
+        if (p->quiet) return;
+        end_bar(p);
+        fprintf(stderr, "checkpoint: %s\n", ev->text);
+        break;
+    case NMC_TRAIN_EV_NOTE:
+        end_bar(p);
+        fprintf(stderr, "nmc train: %s\n", ev->text);
+        break;
+    default: break;
+    }
+}
+
+/* ---- the run -------------------------------------------------------------------------- */
+typedef struct {
+    args_t a;
+    nmc_diags_t d;
+    nmc_arena_t *arena;
+    nmc_train_plan_t plan;
+    char *src, *explain;
+    size_t src_len;
+    struct nmc_job *job;
+    nmc_store_t *store;
+    nmc_store_entity_t model, train, val;
+    bool has_val;
+    char run_dir[4096], hash[17];
+    const char *name, *out_name;
+    nmc_train_dataset_t *ds;
+    nmc_train_data_t tdata, vdata;
+    nmc_dev_t *dev;
+    nmc_model_t *m;
+    int64_t total;
+} run_t;
+
+static const char *basename_noext(nmc_arena_t *a, const char *path)
+{
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    size_t n = strlen(b);
+    if (n > 5 && strcmp(b + n - 5, ".json") == 0) n -= 5;
+    return nmc_arena_strndup(a, b, n);
+}
+
+static const char *ref_name(const char *ref)
+{
+    const char *s = strrchr(ref, '/');
+    return s ? s + 1 : ref;
+}
+
+static int resolve(run_t *r)
+{
+    const nmc_train_plan_t *p = &r->plan;
+    if (nmc_store_open(NULL, &r->store, &r->d)) return 2;
+    int bad = nmc_store_resolve_model(r->store, p->model_ref, &r->model, &r->d);
+    bad |= nmc_store_resolve_fileset(r->store, p->train_ref, &r->train, &r->d);
+    if (p->val_ref) bad |= nmc_store_resolve_fileset(r->store, p->val_ref, &r->val, &r->d), r->has_val = true;
+    if (bad) return 1;
+    r->name = p->job_name ? p->job_name : basename_noext(r->arena, r->a.job);
+    r->out_name = p->output_name ? p->output_name
+                                 : nmc_arena_printf(r->arena, "%s-%s-%.8s", ref_name(p->model_ref),
+                                                    ref_name(p->train_ref), r->hash);
+    return 0;
+}
+
+static int prepare_run_dir(run_t *r)
+{
+    if (r->a.output_dir) snprintf(r->run_dir, sizeof r->run_dir, "%s", r->a.output_dir);
+    else snprintf(r->run_dir, sizeof r->run_dir, "%s/jobs/%s", nmc_store_home(r->store), r->name);
+    if (nmc_run_mkdirs(r->run_dir, &r->d)) return 2;
+    char *latest = nmc_ckpt_latest(r->run_dir);
+    if (latest && !r->a.resume) {
+        nmc_diag_t *e = nmc_diag_add(&r->d, NMC_SEV_ERROR, "train-run-exists", r->run_dir, 0, 0, 0,
+                                     "the run directory already holds checkpoints of an earlier run (%s)", latest);
+        nmc_diag_set_help(e, "pass --resume to continue that run, or --output-dir DIR (or remove the "
+                             "directory) to start a fresh one");
+        free(latest);
+        return 1;
+    }
+    fprintf(stderr, "nmc train: %s in %s\n",
+            latest ? "RESUMING from the last checkpoint" : (r->a.resume ? "no checkpoint found: STARTING FRESH"
+                                                                        : "starting fresh"),
+            r->run_dir);
+    free(latest);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/spec.json", r->run_dir);
+    nmc_atomic_file_t af;
+    if (nmc_atomic_begin(&af, path, &r->d)) return 2;
+    fputs(r->explain, af.f);
+    if (nmc_atomic_commit(&af, &r->d)) return 2;
+    if (nmc_run_write_status(r->run_dir, r->name, NMC_JOB_CREATED, 0, 0, NULL, NULL, &r->d)) return 2;
+    nmc_run_log(r->run_dir, "job %s (%s): model %s, data %s, output %s", r->name,
+                r->plan.backend == 0 ? "automodel" : "unsloth", r->plan.model_ref, r->plan.train_ref, r->out_name);
+    return 0;
+}
+
+static int open_data(run_t *r)
+{
+    char cache[4200], line[512];
+    snprintf(cache, sizeof cache, "%s/cache/datasets", nmc_store_home(r->store));
+    if (nmc_run_mkdirs(cache, &r->d)) return 2;
+    int rc = nmc_train_dataset_open(r->job, &r->plan, r->model.path, r->train.path,
+                                    r->has_val ? r->val.path : NULL, cache, &r->ds, &r->tdata, &r->vdata, &r->d);
+    if (rc) return rc;
+    nmc_train_dataset_summary(r->ds, line, sizeof line);
+    if (!r->a.quiet) fprintf(stderr, "nmc train: %s\n", line);
+    if (r->run_dir[0]) nmc_run_log(r->run_dir, "%s", line);
+    return 0;
+}
+
+static int load_model(run_t *r, const nmc_lora_cfg_t *lora)
+{
+    if (nmc_dev_open_for_job(r->job, r->a.device, 1, &r->dev, NULL, &r->d)) return 1;
+    nmc_model_opts_t mo;
+    nmc_model_opts_default(&mo);
+    mo.model_dir = r->model.path;
+    mo.dev = r->dev;
+    mo.train = lora ? NMC_TRAIN_LORA : r->plan.mode;
+    mo.lora = lora ? lora : (r->plan.mode == NMC_TRAIN_LORA ? &r->plan.lora : NULL);
+    mo.label_smoothing = (float)r->plan.label_smoothing;
+    mo.neftune_alpha = (float)r->plan.neftune_alpha;
+    mo.seed = r->plan.seed;
+    mo.recompute = r->plan.recompute;
+    if (nmc_model_load(&mo, &r->m, &r->d)) return 1;
+    if (!r->a.quiet)
+        fprintf(stderr, "nmc train: %s on %s, %lld trainable parameters\n", r->model.ref, r->dev->name,
+                (long long)nmc_model_trainable_count(r->m));
+    return 0;
+}
+
+static void print_eval(run_t *r, const char *what, const nmc_train_eval_t *e)
+{
+    printf("%s: loss %.4f, token accuracy %.1f%% (%lld/%lld), exact match %.1f%% (%lld/%lld)\n", what,
+           e->loss, e->tokens ? 100.0 * (double)e->tokens_correct / (double)e->tokens : 0.0,
+           (long long)e->tokens_correct, (long long)e->tokens,
+           e->docs ? 100.0 * (double)e->docs_exact / (double)e->docs : 0.0, (long long)e->docs_exact,
+           (long long)e->docs);
+    if (r->run_dir[0])
+        nmc_run_log(r->run_dir, "%s: loss %.6f token accuracy %lld/%lld exact match %lld/%lld", what, e->loss,
+                    (long long)e->tokens_correct, (long long)e->tokens, (long long)e->docs_exact,
+                    (long long)e->docs);
+}
+
+static int eval_only(run_t *r)
+{
+    nmc_lora_cfg_t cfg;
+    if (r->a.adapter && nmc_peft_read_config(r->arena, r->a.adapter, &cfg, &r->d)) return 1;
+    int rc = open_data(r);
+    if (rc) return rc;
+    if (load_model(r, r->a.adapter ? &cfg : NULL)) return 1;
+    if (r->a.adapter && nmc_peft_load(r->m, r->a.adapter, &r->d)) return 1;
+    nmc_train_eval_t e;
+    nmc_train_data_t *src = r->vdata.ctx ? &r->vdata : &r->tdata;
+    if (nmc_train_evaluate(r->m, src, &e, &r->d)) return 1;
+    print_eval(r, r->vdata.ctx ? "eval (validation set)" : "eval (training set)", &e);
+    return 0;
+}
+
+static int fail_status(run_t *r, int rc)
+{
+    if (!r->run_dir[0]) return rc;
+    char msg[512] = "";
+    for (size_t i = 0; i < r->d.n; i++)
+        if (r->d.items[i].sev == NMC_SEV_ERROR) {
+            snprintf(msg, sizeof msg, "%s: %s", r->d.items[i].code, r->d.items[i].message);
+            break;
+        }
+    nmc_diags_t d2;
+    nmc_diags_init(&d2);
+    nmc_run_write_status(r->run_dir, r->name, NMC_JOB_ERROR, 0, r->total, msg[0] ? msg : "failed", NULL, &d2);
+    nmc_diags_free(&d2);
+    nmc_run_log(r->run_dir, "error: %s", msg);
+    return rc;
+}
+
+static int train(run_t *r)
+{
+    int rc = prepare_run_dir(r);
+    if (rc) return rc;
+    if ((rc = open_data(r)) || (rc = load_model(r, NULL))) return fail_status(r, rc);
+    r->total = nmc_train_total_steps(&r->plan, r->tdata.n_batches(r->tdata.ctx), NULL);
+    nmc_run_write_status(r->run_dir, r->name, NMC_JOB_ACTIVE, 0, r->total, NULL, NULL, &r->d);
+    install_signals();
+    progress_t pg = {.tty = isatty(2) != 0, .quiet = r->a.quiet, .run_dir = r->run_dir};
+    nmc_train_opts_t o = {.run_dir = r->run_dir, .spec_hash = r->hash, .resume = r->a.resume,
+                          .stop_after = r->a.stop_after, .stop = &STOP, .on_event = on_event, .ev_ctx = &pg};
+    nmc_train_result_t res;
+    rc = nmc_train_run(r->m, &r->plan, &r->tdata, r->vdata.ctx ? &r->vdata : NULL, &o, &res, &r->d);
+    end_bar(&pg);
+    if (rc) return fail_status(r, 1);
+    if (res.outcome == NMC_TRAIN_CANCELLED) {
+        nmc_run_write_status(r->run_dir, r->name, NMC_JOB_CANCELLED, res.steps, res.total_steps, NULL, NULL, &r->d);
+        fprintf(stderr, "nmc train: stopped at step %lld of %lld; run `nmc train %s --resume%s%s` to continue\n",
+                (long long)res.steps, (long long)res.total_steps, r->a.job, r->a.output_dir ? " --output-dir " : "",
+                r->a.output_dir ? r->a.output_dir : "");
+        return 130;
+    }
+    if (r->vdata.ctx) {
+        nmc_train_eval_t e;
+        if (nmc_train_evaluate(r->m, &r->vdata, &e, &r->d)) return fail_status(r, 1);
+        print_eval(r, "eval (validation set)", &e);
+    }
+    char *where = NULL;
+    if (nmc_train_publish(r->m, &r->plan, r->store, r->plan.model_ref, r->out_name, &where, &r->d))
+        return fail_status(r, 1);
+    nmc_run_write_status(r->run_dir, r->name, NMC_JOB_COMPLETED, res.steps, res.total_steps, NULL, where, &r->d);
+    nmc_run_log(r->run_dir, "completed: %lld steps, loss %.6f, published %s", (long long)res.steps,
+                res.last_loss, where);
+    printf("trained %s: %lld steps, final loss %.4f\n%s '%s' published at %s\n", r->name, (long long)res.steps,
+           res.last_loss, r->plan.output == NMC_OUTPUT_ADAPTER ? "adapter" : "model", r->out_name, where);
+    free(where);
+    return 0;
+}
+
+static void cleanup(run_t *r)
+{
+    if (r->m) nmc_model_free(r->m);
+    if (r->dev) r->dev->destroy(r->dev);
+    nmc_train_dataset_close(r->ds);
+    if (r->job) nmc_job_free(r->job);
+    if (r->store) nmc_store_close(r->store);
+    free(r->src), free(r->explain);
+    nmc_arena_free(r->arena);
+    nmc_diags_free(&r->d);
+}
+
+int nmc_cmd_train(int argc, char **argv)
+{
+    run_t r;
+    memset(&r, 0, sizeof r);
+    int rc = parse_args(argc, argv, &r.a);
+    if (rc) return rc;
+    if (r.a.help) {
+        fputs(USAGE, stdout);
+        return 0;
+    }
+    if (r.a.threads) nmc_cpu_set_threads(r.a.threads);
+    nmc_diags_init(&r.d);
+    r.arena = nmc_arena_new();
+    rc = nmc_train_load_job(r.a.job, r.a.backend, r.arena, &r.plan, &r.src, &r.src_len, &r.explain, &r.job, &r.d);
+    render(&r.d, r.src, r.src_len); /* job findings, refusals and notices come first */
+    if (rc == 0) {
+        nmc_hash_hex(r.explain, strlen(r.explain), r.hash);
+        rc = resolve(&r);
+        if (rc == 0) rc = r.a.eval_only ? eval_only(&r) : train(&r);
+    }
+    render(&r.d, NULL, 0);
+    cleanup(&r);
+    return rc;
+}
