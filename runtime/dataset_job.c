@@ -30,14 +30,15 @@ int nmc_dataset_check_template(const char *tmpl, const nmc_dataset_opts_t *o, nm
 {
     char *lit[3], *col[2];
     const char *why = NULL;
-    if (ds_template_parse(tmpl, lit, col, &why) == 0) {
+    if (!tmpl) why = "no template given";
+    else if (ds_template_parse(tmpl, lit, col, &why) == 0) {
         for (int i = 0; i < 3; i++) free(lit[i]);
         for (int i = 0; i < 2; i++) free(col[i]);
         return 0;
     }
     nmc_diag_t *e = nmc_diag_add(d, NMC_SEV_ERROR, "data-bad-prompt-template", o ? o->job_file : NULL,
                                  o ? o->template_line : 0, o ? o->template_col : 0, o ? o->template_offset : 0,
-                                 "dataset.prompt_template \"%s\": %s", tmpl, why);
+                                 "dataset.prompt_template \"%s\": %s", tmpl ? tmpl : "", why);
     nmc_diag_set_expected(e, "two placeholders, e.g. \"{question} {answer}\"");
     nmc_diag_set_help(e, "the first placeholder's column is the prompt (no loss), the second the completion "
                          "(trained); both must be columns of every row");

@@ -8,7 +8,9 @@
  *   comm_driver [--comm KIND] hang    rank 1 sleeps 60 s before the second collective
  *   comm_driver [--comm KIND] spec    rank 1 (and 3) use a different spec hash
  *   comm_driver world N               nmc_launch_check_world against N GPUs
- *   comm_driver spawn N MODE          self-spawn N local ranks of `--comm shm MODE`
+ *   comm_driver [--comm KIND] spawn N MODE
+ *                                     self-spawn N local ranks of `--comm KIND MODE`
+ *                                     (KIND auto means shm here)
  * KIND: auto (default), single, shm, mpi, nccl (device buffers; needs NMC_NCCL).
  * Output: "rank R/S: ..." lines; errors on stderr. Exit: 0 ok, 1 collective failure,
  * 2 bad usage or setup error, 3 the deliberate death, or the spawn's first failure.
@@ -267,19 +269,21 @@ static int run_spec(void)
     if (g_comm->rank % 2 == 1) h = nmc_comm_hash64("spec-B", 6);
     int rc = nmc_comm_check_same_spec(g_comm, h, &d);
     if (rc != 0 && g_comm->rank == 0) nmc_diags_render_text(&d, NULL, 0, stderr, 0);
+    fflush(stderr);
     nmc_diags_free(&d);
+    die_on(g_comm->barrier(g_comm), "barrier after the spec check"); /* rank 0 printed */
     return rc != 0 ? 1 : 0;
 }
 
 /* ---- launcher modes ---------------------------------------------------------------------- */
 
-static int run_spawn(int n, const char *mode)
+static int run_spawn(int n, const char *kind, const char *mode)
 {
     char self[4096];
     ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
     if (len <= 0) return 2;
     self[len] = 0;
-    char *argv[] = {self, "--comm", "shm", (char *)mode, NULL};
+    char *argv[] = {self, "--comm", (char *)kind, (char *)mode, NULL};
     nmc_diags_t d;
     nmc_diags_init(&d);
     nmc_spawn_result_t res;
@@ -316,20 +320,21 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *mode = argv[a];
-    if (!strcmp(mode, "spawn") && a + 2 < argc) return run_spawn(atoi(argv[a + 1]), argv[a + 2]);
+    if (!strcmp(mode, "spawn") && a + 2 < argc)
+        return run_spawn(atoi(argv[a + 1]), strcmp(kind, "auto") ? kind : "shm", argv[a + 2]);
     if (!strcmp(mode, "world") && a + 1 < argc) return run_world(atol(argv[a + 1]));
     nmc_launch_t l;
     nmc_diags_t d;
     nmc_diags_init(&d);
     nmc_comm_mem_t mem = !strcmp(kind, "nccl") ? NMC_COMM_MEM_DEVICE : NMC_COMM_MEM_HOST;
+    int bad = nmc_launch_detect(&l, NULL, NULL, &d) != 0;
 #if HAVE_DEV
-    if (mem == NMC_COMM_MEM_DEVICE) {
-        const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-        cudaSetDevice(lr ? atoi(lr) : 0);
-    }
+    int ndev = 0;
+    if (!bad && mem == NMC_COMM_MEM_DEVICE && cudaGetDeviceCount(&ndev) == cudaSuccess &&
+        ndev > 0)
+        cudaSetDevice(l.local_rank % ndev);
 #endif
-    if (nmc_launch_detect(&l, NULL, NULL, &d) != 0 ||
-        nmc_comm_open(&l, kind, mem, NULL, &g_comm, &d) != 0) {
+    if (bad || nmc_comm_open(&l, kind, mem, NULL, &g_comm, &d) != 0) {
         nmc_diags_render_text(&d, NULL, 0, stderr, 0);
         nmc_diags_free(&d);
         return 2;

@@ -3,14 +3,18 @@
  * Driven by bench/gpu/bench_vs_torch.py, which runs the same shapes through PyTorch on the
  * same GPU and prints the ratios; runnable alone too. Inputs are seeded random bf16 (the
  * timings do not depend on values except softmax sparsity, which we keep realistic).
- * Sections (argv[1], default all): attention | lmhead | matmul.
+ * Sections (argv[1], default all): attention | lmhead | matmul | attention_fa2.
  *   attention: causal GQA fwd and fwd+bwd, B 1..4, T 2048, H 16 / KVH 8, hd 64 and 128
+ *   attention_fa2: the same shapes through the FlashAttention-2 kernels; runs LAST in "all"
+ *              and never exits on a failure (prints {"bench":"attention_fa2","error":...}),
+ *              so a fault there cannot hide the lines above
  *   lmhead:    fused lm_head + CE fwd+bwd, with the op's scratch (its only temporary)
  *   matmul:    the linear layers of a ~1B Llama (D 2048, F 8192, H 32, KVH 8, hd 64) at
  *              8192 tokens, forward (x W^T), dx (dy W) and dW (dy^T x, fp32 accumulate)
  * Timing: warm-up call, then `iters` calls between two stream syncs (wall clock).
  */
 #include "nmc_cuda.h"
+#include "nmc_cuda_fa2.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -101,6 +105,102 @@ static void bench_attention(void)
         }
 }
 
+/* TIMED without exit: 0, or -1 when a call or the sync failed */
+#define TIMED_SOFT(ms_out, iters, stmt_rc)                                                  \
+    do {                                                                                    \
+        int rc_ = (stmt_rc) || nmc_cuda_sync(g_ctx);                                        \
+        double t0_ = now_ms();                                                              \
+        for (int it_ = 0; it_ < (iters) && !rc_; it_++) rc_ = (stmt_rc);                    \
+        if (!rc_) rc_ = nmc_cuda_sync(g_ctx);                                               \
+        (ms_out) = (now_ms() - t0_) / (iters);                                              \
+        if (rc_) return -1;                                                                 \
+    } while (0)
+
+static int fa2_fwd(nmc_bf16 *out, float *lse, nmc_bf16 *q, nmc_bf16 *k, nmc_bf16 *v, int B, int T,
+                   int H, int KVH, int hd, float sc)
+{
+    return nmc_cuda_attention_fa2_fwd(out, lse, q, k, v, NULL, B, T, H, KVH, hd, sc, g_ctx);
+}
+
+static int fa2_fb(nmc_bf16 *out, float *lse, nmc_bf16 *q, nmc_bf16 *k, nmc_bf16 *v,
+                  nmc_bf16 *dout, nmc_bf16 *dq, nmc_bf16 *dk, nmc_bf16 *dv, int B, int T, int H,
+                  int KVH, int hd, float sc)
+{
+    return fa2_fwd(out, lse, q, k, v, B, T, H, KVH, hd, sc) ||
+           nmc_cuda_attention_fa2_bwd(dq, dk, dv, dout, out, lse, q, k, v, NULL, B, T, H, KVH, hd,
+                                      sc, g_ctx);
+}
+
+/* one shape; -1 (nothing printed) when a call failed */
+static int bench_fa2_shape(int B, int hd)
+{
+    int T = 2048, H = 16, KVH = 8;
+    size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * T * KVH * hd;
+    nmc_bf16 *q = rand_dev(nq, 1.0f, 1), *k = rand_dev(nk, 1.0f, 2), *v = rand_dev(nk, 1.0f, 3);
+    nmc_bf16 *dout = rand_dev(nq, 1.0f, 4);
+    nmc_bf16 *out = zeros_dev(nq * 2), *dq = zeros_dev(nq * 2), *dk = zeros_dev(nk * 2),
+             *dv = zeros_dev(nk * 2);
+    float *lse = zeros_dev((size_t)B * H * T * 4);
+    float sc = 1.0f / sqrtf((float)hd);
+    double fwd = 0, fb = 0;
+    int rc = 0;
+    do { /* TIMED_SOFT returns from this helper lambda-like block via the inner function */
+        rc = -1;
+        double f_ms, fb_ms;
+        int ok = 1;
+        {
+            int r_ = fa2_fwd(out, lse, q, k, v, B, T, H, KVH, hd, sc) || nmc_cuda_sync(g_ctx);
+            double t0 = now_ms();
+            for (int it = 0; it < 10 && !r_; it++) r_ = fa2_fwd(out, lse, q, k, v, B, T, H, KVH, hd, sc);
+            if (!r_) r_ = nmc_cuda_sync(g_ctx);
+            f_ms = (now_ms() - t0) / 10;
+            ok = !r_;
+        }
+        if (!ok) break;
+        {
+            int r_ = fa2_fb(out, lse, q, k, v, dout, dq, dk, dv, B, T, H, KVH, hd, sc) ||
+                     nmc_cuda_sync(g_ctx);
+            double t0 = now_ms();
+            for (int it = 0; it < 10 && !r_; it++)
+                r_ = fa2_fb(out, lse, q, k, v, dout, dq, dk, dv, B, T, H, KVH, hd, sc);
+            if (!r_) r_ = nmc_cuda_sync(g_ctx);
+            fb_ms = (now_ms() - t0) / 10;
+            ok = !r_;
+        }
+        if (!ok) break;
+        fwd = f_ms;
+        fb = fb_ms;
+        rc = 0;
+    } while (0);
+    if (rc == 0) {
+        double flops = 2.0 * B * H * (double)T * T * hd;
+        printf("{\"bench\":\"attention_fa2\",\"B\":%d,\"T\":%d,\"H\":%d,\"KVH\":%d,\"hd\":%d,"
+               "\"fwd_ms\":%.4f,\"fwdbwd_ms\":%.4f,\"fwd_tflops\":%.2f,\"fwdbwd_tflops\":%.2f}\n",
+               B, T, H, KVH, hd, fwd, fb, flops / fwd / 1e9, 3.5 * flops / fb / 1e9);
+        fflush(stdout);
+    }
+    void *bufs[9] = {q, k, v, dout, out, dq, dk, dv, lse};
+    for (int i = 0; i < 9; i++) nmc_cuda_free(g_ctx, bufs[i]);
+    return rc;
+}
+
+/* the attention shapes through the fa2 kernels; stops at the first failure */
+static void bench_attention_fa2(void)
+{
+    int hds[2] = {64, 128};
+    for (int hi = 0; hi < 2; hi++)
+        for (int B = 1; B <= 4; B *= 2)
+            if (bench_fa2_shape(B, hds[hi])) {
+                const char *e = nmc_cuda_last_error(g_ctx);
+                printf("{\"bench\":\"attention_fa2\",\"B\":%d,\"hd\":%d,\"error\":\"", B, hds[hi]);
+                for (; *e; e++) /* JSON string: drop quotes, backslashes and control bytes */
+                    if (*e != '"' && *e != '\\' && (unsigned char)*e >= 0x20) putchar(*e);
+                printf("\"}\n");
+                fflush(stdout);
+                return;
+            }
+}
+
 static void bench_lmhead(void)
 {
     int Vs[2] = {32000, 128256};
@@ -166,6 +266,8 @@ int main(int argc, char **argv)
     if (!strcmp(only, "all") || !strcmp(only, "attention")) bench_attention();
     if (!strcmp(only, "all") || !strcmp(only, "lmhead")) bench_lmhead();
     if (!strcmp(only, "all") || !strcmp(only, "matmul")) bench_matmul();
+    /* last: a fault in the new kernels must not cost the lines above */
+    if (!strcmp(only, "all") || !strcmp(only, "attention_fa2")) bench_attention_fa2();
     nmc_cuda_ctx_free(g_ctx);
     return 0;
 }

@@ -8,9 +8,13 @@
  *     name  shape  max_abs  max_rel  worst(err / allowed)  PASS|FAIL
  * (max_rel is over elements with |ref| > atol.) Then a timing section (printed, never
  * asserted). Exit status: 0 when every check passes, 1 otherwise, 2 when no GPU/context.
+ * The FlashAttention-2 kernels (attention_fa2.cu) are checked LAST, with the same cases and
+ * tolerances as the attention checks: a device fault there poisons the CUDA context, so
+ * every other op has been checked by then, and their failures are recorded, not fatal.
  * Usage: test_kernels_gpu [--no-timing] [--only NAME_PREFIX]
  */
 #include "nmc_cuda.h"
+#include "nmc_cuda_fa2.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -409,6 +413,157 @@ static void test_attention(void)
     test_attention_case(1, 200, 2, 1, 96, 1);
 }
 
+/* ---- attention, FlashAttention-2 kernels (run last: see the header) ------------------ */
+static int g_fa2_dead; /* set once a fa2 call failed: the context may be unusable */
+
+/* records a failed fa2 call (no exit: later sections still report) */
+static int fa2_ok(int rc, const char *what, const char *shape)
+{
+    if (rc == 0) return 1;
+    g_checks++;
+    g_fail++;
+    g_fa2_dead = 1;
+    printf("%-26s %-30s FAIL  (%s returned %d: %s)\n", "attention_fa2", shape, what, rc,
+           nmc_cuda_last_error(g_ctx));
+    fflush(stdout);
+    return 0;
+}
+#define FA2(call) fa2_ok((call), #call, shape)
+
+static int fa2_down(float *host, const void *dev, size_t n, int is_bf16, const char *shape)
+{
+    if (!is_bf16) return FA2(nmc_cuda_memcpy_d2h(g_ctx, host, dev, n * 4));
+    nmc_bf16 *t = xmalloc(n * sizeof *t);
+    int ok = FA2(nmc_cuda_memcpy_d2h(g_ctx, t, dev, n * sizeof *t));
+    if (ok) nmc_bf16_to_f32(host, t, n);
+    free(t);
+    return ok;
+}
+
+/* Same inputs, reference and tolerances as test_attention_case; plus: the backward run
+ * twice must give the same bits (no atomics), and unsupported head dims must return
+ * NMC_CUDA_FA2_UNSUPPORTED without recording an error (the dispatcher's fallback). */
+static void test_attention_fa2_case(int B, int T, int H, int KVH, int hd, int packed)
+{
+    if (g_fa2_dead) return;
+    char shape[80];
+    snprintf(shape, sizeof shape, "B%d T%d H%d KVH%d hd%d%s", B, T, H, KVH, hd,
+             packed ? " packed" : "");
+    size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * T * KVH * hd, nl = (size_t)B * H * T;
+    float scale = 1.0f / sqrtf((float)hd);
+    float *q = rand_bf(nq, -2, 2), *k = rand_bf(nk, -1, 1), *v = rand_bf(nk, -1, 1);
+    float *dout = rand_bf(nq, -1, 1);
+    int32_t *ds = NULL;
+    if (packed) { /* documents of 1..300 tokens packed into each row */
+        ds = xmalloc((size_t)B * T * 4);
+        for (int b = 0; b < B; b++) {
+            int start = 0, left = 1 + (int)(urand() * 300);
+            for (int i = 0; i < T; i++) {
+                if (left-- == 0) { start = i; left = (int)(urand() * 300); }
+                ds[(size_t)b * T + i] = start;
+            }
+        }
+    }
+    nmc_bf16 *dqv = up_bf(q, nq), *dkv = up_bf(k, nk), *dvv = up_bf(v, nk), *ddo = up_bf(dout, nq);
+    int32_t *dds = ds ? up(ds, (size_t)B * T * 4) : NULL;
+    nmc_bf16 *dov = dalloc(nq * 2), *ddq = dalloc(nq * 2), *ddk = dalloc(nk * 2), *ddv = dalloc(nk * 2);
+    float *dlse = dalloc(nl * 4);
+    float *out = NULL, *lse = NULL, *dq = NULL, *dk = NULL, *dv = NULL;
+    float *gout = xmalloc(nq * 4), *glse = xmalloc(nl * 4), *gdq = xmalloc(nq * 4),
+          *gdk = xmalloc(nk * 4), *gdv = xmalloc(nk * 4), *gdq2 = xmalloc(nq * 4),
+          *gdk2 = xmalloc(nk * 4), *gdv2 = xmalloc(nk * 4);
+    if (!nmc_cuda_attention_fa2_supports(B, T, H, KVH, hd)) {
+        int rc = nmc_cuda_attention_fa2_fwd(dov, dlse, dqv, dkv, dvv, dds, B, T, H, KVH, hd, scale, g_ctx);
+        int rc2 = nmc_cuda_attention_fa2_bwd(ddq, ddk, ddv, ddo, dov, dlse, dqv, dkv, dvv, dds, B, T,
+                                             H, KVH, hd, scale, g_ctx);
+        int quiet = nmc_cuda_last_error(g_ctx)[0] == 0;
+        char what[96];
+        snprintf(what, sizeof what, "%s -> UNSUPPORTED", shape);
+        check_true("attention_fa2 fallback", what,
+                   rc == NMC_CUDA_FA2_UNSUPPORTED && rc2 == NMC_CUDA_FA2_UNSUPPORTED && quiet);
+        goto done;
+    }
+    if (!FA2(nmc_cuda_attention_fa2_fwd(dov, dlse, dqv, dkv, dvv, dds, B, T, H, KVH, hd, scale, g_ctx)))
+        goto done;
+    if (!FA2(nmc_cuda_attention_fa2_bwd(ddq, ddk, ddv, ddo, dov, dlse, dqv, dkv, dvv, dds, B, T, H,
+                                        KVH, hd, scale, g_ctx)))
+        goto done;
+    if (!FA2(nmc_cuda_sync(g_ctx))) goto done;
+    if (!fa2_down(gout, dov, nq, 1, shape) || !fa2_down(glse, dlse, nl, 0, shape) ||
+        !fa2_down(gdq, ddq, nq, 1, shape) || !fa2_down(gdk, ddk, nk, 1, shape) ||
+        !fa2_down(gdv, ddv, nk, 1, shape))
+        goto done;
+    /* second backward into the same buffers: must reproduce the bits */
+    if (!FA2(nmc_cuda_attention_fa2_bwd(ddq, ddk, ddv, ddo, dov, dlse, dqv, dkv, dvv, dds, B, T, H,
+                                        KVH, hd, scale, g_ctx)))
+        goto done;
+    if (!fa2_down(gdq2, ddq, nq, 1, shape) || !fa2_down(gdk2, ddk, nk, 1, shape) ||
+        !fa2_down(gdv2, ddv, nk, 1, shape))
+        goto done;
+    out = xmalloc(nq * 4), lse = xmalloc(nl * 4);
+    dq = xmalloc(nq * 4), dk = xmalloc(nk * 4), dv = xmalloc(nk * 4);
+    nmc_cpu_attention_fwd(out, lse, q, k, v, ds, B, T, H, KVH, hd, scale);
+    /* tolerances and their reasons: as test_attention_case */
+    check("attention_fa2_fwd.out", shape, gout, out, nq, 4e-3, 2 * BF16_ULP);
+    check("attention_fa2_fwd.lse", shape, glse, lse, nl, 1e-4, 1e-5);
+    nmc_cpu_attention_bwd(dq, dk, dv, dout, out, lse, q, k, v, ds, B, T, H, KVH, hd, scale);
+    check("attention_fa2_bwd.dq", shape, gdq, dq, nq, 6e-2 * rms(dq, nq), 3 * BF16_ULP);
+    check("attention_fa2_bwd.dk", shape, gdk, dk, nk, 6e-2 * rms(dk, nk), 3 * BF16_ULP);
+    check("attention_fa2_bwd.dv", shape, gdv, dv, nk, 6e-2 * rms(dv, nk), 3 * BF16_ULP);
+    check_true("attention_fa2_bwd.repeat", shape,
+               !memcmp(gdq, gdq2, nq * 4) && !memcmp(gdk, gdk2, nk * 4) && !memcmp(gdv, gdv2, nk * 4));
+done:
+    free(q); free(k); free(v); free(dout); free(ds); free(out); free(lse); free(dq); free(dk);
+    free(dv); free(gout); free(glse); free(gdq); free(gdk); free(gdv); free(gdq2); free(gdk2);
+    free(gdv2);
+    dfree(dqv); dfree(dkv); dfree(dvv); dfree(ddo); dfree(dds); dfree(dov); dfree(ddq);
+    dfree(ddk); dfree(ddv); dfree(dlse);
+}
+
+/* argument errors: clear message, -1; unsupported shapes: status only */
+static void test_attention_fa2_errors(void)
+{
+    nmc_bf16 *a = dalloc(4096), *bb = dalloc(4096);
+    float *l = dalloc(1024);
+    int rc = nmc_cuda_attention_fa2_fwd(a, l, a + 1, bb, bb, NULL, 1, 4, 1, 1, 64, 1.f, g_ctx);
+    const char *e = nmc_cuda_last_error(g_ctx);
+    printf("  error text: %s\n", e);
+    check_true("attention_fa2 errors", "misaligned q -> -1 + message",
+               rc == -1 && strstr(e, "attention_fa2.cu:") && strstr(e, "q (") &&
+                   strstr(e, "not 16-byte aligned"));
+    rc = nmc_cuda_attention_fa2_fwd(a, NULL, a, bb, bb, NULL, 1, 4, 1, 1, 64, 1.f, g_ctx);
+    e = nmc_cuda_last_error(g_ctx);
+    check_true("attention_fa2 errors", "lse NULL -> -1 + message", rc == -1 && strstr(e, "lse is NULL"));
+    rc = nmc_cuda_attention_fa2_bwd(a, a, a, a, a, l, a, a, a, NULL, 1, 4, 3, 2, 64, 1.f, g_ctx);
+    e = nmc_cuda_last_error(g_ctx);
+    check_true("attention_fa2 errors", "H % KVH != 0 -> -1", rc == -1 && strstr(e, "bad shape"));
+    rc = nmc_cuda_attention_fa2_fwd(a, l, a, bb, bb, NULL, 1, NMC_CUDA_FA2_MAX_T + 1, 1, 1, 64, 1.f, g_ctx);
+    check_true("attention_fa2 errors", "T > max -> UNSUPPORTED, no error",
+               rc == NMC_CUDA_FA2_UNSUPPORTED && nmc_cuda_last_error(g_ctx)[0] == 0);
+    rc = nmc_cuda_attention_fa2_fwd(a, l, a, bb, bb, NULL, 65536, 1, 1, 1, 64, 1.f, g_ctx);
+    check_true("attention_fa2 errors", "B*H > max -> UNSUPPORTED, no error",
+               rc == NMC_CUDA_FA2_UNSUPPORTED && nmc_cuda_last_error(g_ctx)[0] == 0);
+    dfree(a); dfree(bb); dfree(l);
+}
+
+static void test_attention_fa2(void)
+{
+    if (!want("attention_fa2")) return;
+    test_attention_fa2_errors();
+    seed(7); /* the same inputs as test_attention */
+    test_attention_fa2_case(2, 512, 8, 2, 64, 0);
+    test_attention_fa2_case(2, 512, 8, 2, 64, 1);
+    test_attention_fa2_case(1, 300, 4, 4, 128, 1); /* T not a multiple of 64, MHA, hd 128 */
+    test_attention_fa2_case(2, 130, 6, 2, 32, 0);  /* hd 32: fallback status */
+    test_attention_fa2_case(1, 200, 2, 1, 96, 1);  /* hd 96: fallback status */
+    /* fa2-specific edges: one token; ragged 128-query tiles with GQA 4:1 and short
+     * documents; longer rows with 8 heads per kv head */
+    test_attention_fa2_case(1, 1, 2, 1, 64, 0);
+    test_attention_fa2_case(2, 333, 8, 2, 128, 1);
+    test_attention_fa2_case(1, 1100, 8, 1, 64, 1);
+    test_attention_fa2_case(1, 1030, 4, 2, 128, 0);
+}
+
 /* ---- lm_head + CE ---------------------------------------------------------------- */
 static void test_lmhead_case(int N, int D, int V, int chunk, float eps, int with_dw)
 {
@@ -664,6 +819,14 @@ static void timing(void)
          CU(nmc_cuda_lmhead_ce(dl, cc, f, a, b, lab, 4096, 2048, 32000, 0, 1, 1024, g_ctx)));
     TIME("adamw_master n=2^26", 0, 10,
          CU(nmc_cuda_adamw_master(f, cc, f, f, f, (size_t)1 << 26, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0, 3, g_ctx)));
+    /* last (a fault would end the timing here): the FlashAttention-2 kernels, same shape */
+    if (!g_fa2_dead && want("attention_fa2")) {
+        TIME("attention_fa2_fwd B2 T2048 H16/8 hd128", ff, 10,
+             CU(nmc_cuda_attention_fa2_fwd(cc, lse, a, b, b, NULL, B, T, H, KVH, hd, 0.088f, g_ctx)));
+        TIME("attention_fa2_bwd B2 T2048 H16/8 hd128", 2.5 * ff, 10,
+             CU(nmc_cuda_attention_fa2_bwd(cc, a + nq, b + nq, a, cc, lse, a, b, b, NULL, B, T, H,
+                                           KVH, hd, 0.088f, g_ctx)));
+    }
     dfree(a); dfree(b); dfree(cc); dfree(f); dfree(lse); dfree(rs); dfree(dl); dfree(lab);
 }
 
@@ -700,6 +863,13 @@ int main(int argc, char **argv)
     test_errors();
     if (nmc_cuda_sync(g_ctx) != 0) {
         fprintf(stderr, "FATAL asynchronous CUDA error: %s\n", nmc_cuda_last_error(g_ctx));
+        g_fail++;
+    }
+    /* last: a device fault in the fa2 kernels must not hide the results above */
+    test_attention_fa2();
+    if (!g_fa2_dead && nmc_cuda_sync(g_ctx) != 0) {
+        fprintf(stderr, "FATAL asynchronous CUDA error after the fa2 checks: %s\n",
+                nmc_cuda_last_error(g_ctx));
         g_fail++;
     }
     printf("\n%d checks, %d failed: %s\n", g_checks, g_fail, g_fail ? "FAIL" : "PASS");
