@@ -127,28 +127,28 @@ local function enum_const(o, f, v) return (obj_prefix(o) .. "_" .. ident(f.name)
 
 local function store_of(ir, f)
   local t = f.type
-  if f.meta then return "NMC_STORE_NONE", nil end
-  if t == "bool" then return "NMC_STORE_BOOL", "bool"
-  elseif t == "int" then return "NMC_STORE_INT", "int64_t"
-  elseif t == "float" then return "NMC_STORE_FLOAT", "double"
-  elseif t == "string" then return "NMC_STORE_STRING", "const char *"
-  elseif t == "enum" then return "NMC_STORE_ENUM", nil -- type set by caller
+  if f.meta then return "NMC_FSTORE_NONE", nil end
+  if t == "bool" then return "NMC_FSTORE_BOOL", "bool"
+  elseif t == "int" then return "NMC_FSTORE_INT", "int64_t"
+  elseif t == "float" then return "NMC_FSTORE_FLOAT", "double"
+  elseif t == "string" then return "NMC_FSTORE_STRING", "const char *"
+  elseif t == "enum" then return "NMC_FSTORE_ENUM", nil -- type set by caller
   elseif t == "object" then
     local o = ir.objects[f.object]
-    if f.nullable then return "NMC_STORE_OBJECT_PTR", o.c_name .. " *" end
-    return "NMC_STORE_OBJECT", o.c_name
+    if f.nullable then return "NMC_FSTORE_OBJECT_PTR", o.c_name .. " *" end
+    return "NMC_FSTORE_OBJECT", o.c_name
   elseif t == "list" then
     local it = f.items.type
-    if it == "string" or it == "enum" then return "NMC_STORE_STR_LIST", "nmc_str_list_t" end
-    if it == "int" then return "NMC_STORE_INT_LIST", "nmc_int_list_t" end
-    if it == "float" then return "NMC_STORE_FLOAT_LIST", "nmc_float_list_t" end
-    return "NMC_STORE_JSON", "const nmc_json_t *"
-  elseif t == "union" then return "NMC_STORE_UNION", "nmc_union_t"
+    if it == "string" or it == "enum" then return "NMC_FSTORE_STR_LIST", "nmc_str_list_t" end
+    if it == "int" then return "NMC_FSTORE_INT_LIST", "nmc_int_list_t" end
+    if it == "float" then return "NMC_FSTORE_FLOAT_LIST", "nmc_float_list_t" end
+    return "NMC_FSTORE_JSON", "const nmc_json_t *"
+  elseif t == "union" then return "NMC_FSTORE_UNION", "nmc_union_t"
   elseif t == "const" then
-    if type(f.value) == "string" then return "NMC_STORE_STRING", "const char *" end
-    return "NMC_STORE_JSON", "const nmc_json_t *"
+    if type(f.value) == "string" then return "NMC_FSTORE_STRING", "const char *" end
+    return "NMC_FSTORE_JSON", "const nmc_json_t *"
   end
-  return "NMC_STORE_JSON", "const nmc_json_t *" -- map, any_object
+  return "NMC_FSTORE_JSON", "const nmc_json_t *" -- map, any_object
 end
 
 local JSON_KIND = { null = "NMC_JSON_NULL", boolean = "NMC_JSON_BOOL", number = "NMC_JSON_NUMBER",
@@ -526,21 +526,21 @@ return function(ir, out)
   local function default_init(f, prefix, sink, store, o)
     local v = f.default
     if v == nil or v == NULL then return nil end
-    if store == "NMC_STORE_BOOL" then return string.format("{ .b = %s }", tostring(v))
-    elseif store == "NMC_STORE_INT" then return string.format("{ .i = %s }", cnum_int(v))
-    elseif store == "NMC_STORE_FLOAT" then return string.format("{ .d = %s }", cnum_float(v + 0.0))
-    elseif store == "NMC_STORE_STRING" then return string.format("{ .s = %s }", cstr(v))
-    elseif store == "NMC_STORE_ENUM" then
+    if store == "NMC_FSTORE_BOOL" then return string.format("{ .b = %s }", tostring(v))
+    elseif store == "NMC_FSTORE_INT" then return string.format("{ .i = %s }", cnum_int(v))
+    elseif store == "NMC_FSTORE_FLOAT" then return string.format("{ .d = %s }", cnum_float(v + 0.0))
+    elseif store == "NMC_FSTORE_STRING" then return string.format("{ .s = %s }", cstr(v))
+    elseif store == "NMC_FSTORE_ENUM" then
       for i, x in ipairs(f.values) do
         if x == v then return string.format("{ .e = %s, .s = %s }", enum_const(o, f, x), cstr(x)) end
       end
-    elseif store == "NMC_STORE_STR_LIST" or store == "NMC_STORE_INT_LIST" or store == "NMC_STORE_FLOAT_LIST" then
+    elseif store == "NMC_FSTORE_STR_LIST" or store == "NMC_FSTORE_INT_LIST" or store == "NMC_FSTORE_FLOAT_LIST" then
       if #v == 0 then return "{ .n = 0 }" end
       local sym = prefix .. "_def"
       local xs, ctype, key = {}, "const char *const", ".sl"
       for i, x in ipairs(v) do
-        if store == "NMC_STORE_STR_LIST" then xs[i] = cstr(x)
-        elseif store == "NMC_STORE_INT_LIST" then xs[i] = cnum_int(x); ctype = "const int64_t"; key = ".il"
+        if store == "NMC_FSTORE_STR_LIST" then xs[i] = cstr(x)
+        elseif store == "NMC_FSTORE_INT_LIST" then xs[i] = cnum_int(x); ctype = "const int64_t"; key = ".il"
         else xs[i] = cnum_float(x + 0.0); ctype = "const double"; key = ".fl" end
       end
       sink[#sink + 1] = string.format("static %s %s[] = { %s };", ctype, sym, table.concat(xs, ", "))

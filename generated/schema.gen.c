@@ -91,7 +91,7 @@ static int lookup_automodel_batch(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_automodel_batch[] = {
     {
-        .name = "global_batch_size", .name_len = 17, .index = 0, .store = NMC_STORE_INT,
+        .name = "global_batch_size", .name_len = 17, .index = 0, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_batch_t, global_batch_size),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "integer" },
@@ -100,7 +100,7 @@ static const nmc_field_desc_t fields_automodel_batch[] = {
         .doc = "Samples per optimizer step, summed over every data-parallel rank. Must be a multiple of micro_batch_size \303\227 data_parallel_size.",
     },
     {
-        .name = "micro_batch_size", .name_len = 16, .index = 1, .store = NMC_STORE_INT,
+        .name = "micro_batch_size", .name_len = 16, .index = 1, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_batch_t, micro_batch_size),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "integer" },
@@ -109,7 +109,7 @@ static const nmc_field_desc_t fields_automodel_batch[] = {
         .doc = "Samples per forward/backward pass on one GPU; lower it first when memory runs out.",
     },
     {
-        .name = "sequence_packing", .name_len = 16, .index = 2, .store = NMC_STORE_BOOL,
+        .name = "sequence_packing", .name_len = 16, .index = 2, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_batch_t, sequence_packing),
         .type = { .kind = NMC_T_BOOL, .when_json = -1, .label = "boolean" },
@@ -118,7 +118,7 @@ static const nmc_field_desc_t fields_automodel_batch[] = {
         .doc = "Pack several samples into one sequence to reduce padding (experimental).",
     },
     {
-        .name = "sequence_packing_max_samples", .name_len = 28, .index = 3, .store = NMC_STORE_INT,
+        .name = "sequence_packing_max_samples", .name_len = 28, .index = 3, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_batch_t, sequence_packing_max_samples),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "integer" },
@@ -127,7 +127,7 @@ static const nmc_field_desc_t fields_automodel_batch[] = {
         .doc = "Samples inspected to estimate the best packed length; read only when packing is on.",
     },
     {
-        .name = "packed_sequence_size", .name_len = 20, .index = 4, .store = NMC_STORE_INT,
+        .name = "packed_sequence_size", .name_len = 20, .index = 4, .store = NMC_FSTORE_INT,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_batch_t, packed_sequence_size),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .nullable = true, .when_json = -1, .label = "integer" },
@@ -169,7 +169,7 @@ static int lookup_automodel_dataset(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_automodel_dataset[] = {
     {
-        .name = "training", .name_len = 8, .index = 0, .store = NMC_STORE_STRING,
+        .name = "training", .name_len = 8, .index = 0, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_REQUIRED,
         .offset = offsetof(nmc_automodel_dataset_t, training),
         .type = { .kind = NMC_T_STRING, .when_json = -1, .min_len = 1, .label = "string" },
@@ -177,7 +177,7 @@ static const nmc_field_desc_t fields_automodel_dataset[] = {
         .doc = "Fileset with the training rows (JSONL), as `name` or `workspace/name`.",
     },
     {
-        .name = "validation", .name_len = 10, .index = 1, .store = NMC_STORE_STRING,
+        .name = "validation", .name_len = 10, .index = 1, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_dataset_t, validation),
         .type = { .kind = NMC_T_STRING, .nullable = true, .when_json = -1, .min_len = 1, .label = "string" },
@@ -185,7 +185,7 @@ static const nmc_field_desc_t fields_automodel_dataset[] = {
         .doc = "Fileset with validation rows. When null, schedule.validation_split holds out part of the training data instead.",
     },
     {
-        .name = "prompt_template", .name_len = 15, .index = 2, .store = NMC_STORE_STRING,
+        .name = "prompt_template", .name_len = 15, .index = 2, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_dataset_t, prompt_template),
         .type = { .kind = NMC_T_STRING, .nullable = true, .when_json = -1, .min_len = 1, .label = "string" },
@@ -193,7 +193,7 @@ static const nmc_field_desc_t fields_automodel_dataset[] = {
         .doc = "Template for datasets whose columns are neither `messages` nor `prompt`/`completion`: exactly two `{column}` placeholders, the first for the input and the second for the output.",
     },
     {
-        .name = "shuffle", .name_len = 7, .index = 3, .store = NMC_STORE_BOOL,
+        .name = "shuffle", .name_len = 7, .index = 3, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_dataset_t, shuffle),
         .type = { .kind = NMC_T_BOOL, .when_json = -1, .label = "boolean" },
@@ -259,7 +259,7 @@ static int lookup_automodel_job(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_automodel_job[] = {
     {
-        .name = "$schema", .name_len = 7, .index = 0, .store = NMC_STORE_NONE,
+        .name = "$schema", .name_len = 7, .index = 0, .store = NMC_FSTORE_NONE,
         .flags = NMC_F_META,
         .offset = 0, /* meta key: no member */
         .type = { .kind = NMC_T_STRING, .when_json = -1, .label = "string" },
@@ -267,7 +267,7 @@ static const nmc_field_desc_t fields_automodel_job[] = {
         .doc = "Optional. The JSON Schema this file follows, for editors; any path or URL whose last component is `automodel.schema.json` or `unsloth.schema.json`. nmc uses it to pick the backend when --backend is not given.",
     },
     {
-        .name = "name", .name_len = 4, .index = 1, .store = NMC_STORE_STRING,
+        .name = "name", .name_len = 4, .index = 1, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_job_t, name),
         .type = { .kind = NMC_T_STRING, .nullable = true, .when_json = -1, .label = "string" },
@@ -275,7 +275,7 @@ static const nmc_field_desc_t fields_automodel_job[] = {
         .doc = "Name of the job inside the spec. A name is generated when it is null or left out.",
     },
     {
-        .name = "model", .name_len = 5, .index = 2, .store = NMC_STORE_STRING,
+        .name = "model", .name_len = 5, .index = 2, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_REQUIRED,
         .offset = offsetof(nmc_automodel_job_t, model),
         .type = { .kind = NMC_T_STRING, .when_json = -1, .min_len = 1, .label = "string" },
@@ -283,7 +283,7 @@ static const nmc_field_desc_t fields_automodel_job[] = {
         .doc = "Registered Model Entity to fine-tune (`name` or `workspace/name`); not a Hugging Face repo id. The student in distillation.",
     },
     {
-        .name = "dataset", .name_len = 7, .index = 3, .store = NMC_STORE_OBJECT,
+        .name = "dataset", .name_len = 7, .index = 3, .store = NMC_FSTORE_OBJECT,
         .flags = NMC_F_REQUIRED,
         .offset = offsetof(nmc_automodel_job_t, dataset),
         .type = { .kind = NMC_T_OBJECT, .when_json = -1, .obj = &nmc_automodel_dataset_desc, .label = "object" },
@@ -291,7 +291,7 @@ static const nmc_field_desc_t fields_automodel_job[] = {
         .doc = "Training and validation filesets.",
     },
     {
-        .name = "training", .name_len = 8, .index = 4, .store = NMC_STORE_OBJECT,
+        .name = "training", .name_len = 8, .index = 4, .store = NMC_FSTORE_OBJECT,
         .flags = NMC_F_REQUIRED,
         .offset = offsetof(nmc_automodel_job_t, training),
         .type = { .kind = NMC_T_OBJECT, .when_json = -1, .obj = &nmc_automodel_training_desc, .label = "object" },
@@ -299,7 +299,7 @@ static const nmc_field_desc_t fields_automodel_job[] = {
         .doc = "Method and adapter regime. Required, though `{}` is enough: every field inside has a default.",
     },
     {
-        .name = "schedule", .name_len = 8, .index = 5, .store = NMC_STORE_OBJECT,
+        .name = "schedule", .name_len = 8, .index = 5, .store = NMC_FSTORE_OBJECT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_job_t, schedule),
         .type = { .kind = NMC_T_OBJECT, .when_json = -1, .obj = &nmc_automodel_schedule_desc, .label = "object" },
@@ -308,7 +308,7 @@ static const nmc_field_desc_t fields_automodel_job[] = {
         .doc = "Training length and validation cadence.",
     },
     {
-        .name = "batch", .name_len = 5, .index = 6, .store = NMC_STORE_OBJECT,
+        .name = "batch", .name_len = 5, .index = 6, .store = NMC_FSTORE_OBJECT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_job_t, batch),
         .type = { .kind = NMC_T_OBJECT, .when_json = -1, .obj = &nmc_automodel_batch_desc, .label = "object" },
@@ -317,7 +317,7 @@ static const nmc_field_desc_t fields_automodel_job[] = {
         .doc = "Batch sizes and packing.",
     },
     {
-        .name = "optimizer", .name_len = 9, .index = 7, .store = NMC_STORE_OBJECT,
+        .name = "optimizer", .name_len = 9, .index = 7, .store = NMC_FSTORE_OBJECT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_job_t, optimizer),
         .type = { .kind = NMC_T_OBJECT, .when_json = -1, .obj = &nmc_automodel_optimizer_desc, .label = "object" },
@@ -326,7 +326,7 @@ static const nmc_field_desc_t fields_automodel_job[] = {
         .doc = "Learning rate and optimizer settings.",
     },
     {
-        .name = "parallelism", .name_len = 11, .index = 8, .store = NMC_STORE_OBJECT,
+        .name = "parallelism", .name_len = 11, .index = 8, .store = NMC_FSTORE_OBJECT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_job_t, parallelism),
         .type = { .kind = NMC_T_OBJECT, .when_json = -1, .obj = &nmc_automodel_parallelism_desc, .label = "object" },
@@ -335,7 +335,7 @@ static const nmc_field_desc_t fields_automodel_job[] = {
         .doc = "GPU and node layout.",
     },
     {
-        .name = "output", .name_len = 6, .index = 9, .store = NMC_STORE_OBJECT_PTR,
+        .name = "output", .name_len = 6, .index = 9, .store = NMC_FSTORE_OBJECT_PTR,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_job_t, output),
         .type = { .kind = NMC_T_OBJECT, .nullable = true, .when_json = -1, .obj = &nmc_automodel_output_desc, .label = "object" },
@@ -343,7 +343,7 @@ static const nmc_field_desc_t fields_automodel_job[] = {
         .doc = "Name of the result. Null or absent generates one.",
     },
     {
-        .name = "integrations", .name_len = 12, .index = 10, .store = NMC_STORE_OBJECT_PTR,
+        .name = "integrations", .name_len = 12, .index = 10, .store = NMC_FSTORE_OBJECT_PTR,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_job_t, integrations),
         .type = { .kind = NMC_T_OBJECT, .nullable = true, .when_json = -1, .obj = &nmc_integrations_desc, .label = "object" },
@@ -351,7 +351,7 @@ static const nmc_field_desc_t fields_automodel_job[] = {
         .doc = "Experiment tracking with W&B and/or MLflow. Null or absent logs nowhere.",
     },
     {
-        .name = "deployment_config", .name_len = 17, .index = 11, .store = NMC_STORE_UNION,
+        .name = "deployment_config", .name_len = 17, .index = 11, .store = NMC_FSTORE_UNION,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_job_t, deployment_config),
         .type = { .kind = NMC_T_UNION, .nullable = true, .when_json = -1, .variants = t_automodel_job_deployment_config_variants, .n_variants = 2, .label = "string or object" },
@@ -359,7 +359,7 @@ static const nmc_field_desc_t fields_automodel_job[] = {
         .doc = "Deploy the result once training ends: either the name (`name` or `workspace/name`) of a stored deployment config, or an inline DeploymentParams object. Null or absent skips deployment.",
     },
     {
-        .name = "output_model", .name_len = 12, .index = 12, .store = NMC_STORE_JSON,
+        .name = "output_model", .name_len = 12, .index = 12, .store = NMC_FSTORE_JSON,
         .flags = NMC_F_REMOVED,
         .offset = offsetof(nmc_automodel_job_t, output_model),
         .type = { .kind = NMC_T_ANY_OBJECT, .when_json = -1, .label = "object" },
@@ -409,7 +409,7 @@ static int lookup_automodel_job_request(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_automodel_job_request[] = {
     {
-        .name = "$schema", .name_len = 7, .index = 0, .store = NMC_STORE_NONE,
+        .name = "$schema", .name_len = 7, .index = 0, .store = NMC_FSTORE_NONE,
         .flags = NMC_F_META,
         .offset = 0, /* meta key: no member */
         .type = { .kind = NMC_T_STRING, .when_json = -1, .label = "string" },
@@ -417,7 +417,7 @@ static const nmc_field_desc_t fields_automodel_job_request[] = {
         .doc = "Optional. The JSON Schema this file follows, for editors; any path or URL whose last component is `automodel.schema.json` or `unsloth.schema.json`. nmc uses it to pick the backend when --backend is not given.",
     },
     {
-        .name = "name", .name_len = 4, .index = 1, .store = NMC_STORE_STRING,
+        .name = "name", .name_len = 4, .index = 1, .store = NMC_FSTORE_STRING,
         .flags = 0,
         .offset = offsetof(nmc_automodel_job_request_t, name),
         .type = { .kind = NMC_T_STRING, .when_json = -1, .label = "string" },
@@ -425,7 +425,7 @@ static const nmc_field_desc_t fields_automodel_job_request[] = {
         .doc = "Job name. When left out, a name starting with the backend's name is generated.",
     },
     {
-        .name = "description", .name_len = 11, .index = 2, .store = NMC_STORE_STRING,
+        .name = "description", .name_len = 11, .index = 2, .store = NMC_FSTORE_STRING,
         .flags = 0,
         .offset = offsetof(nmc_automodel_job_request_t, description),
         .type = { .kind = NMC_T_STRING, .when_json = -1, .label = "string" },
@@ -433,7 +433,7 @@ static const nmc_field_desc_t fields_automodel_job_request[] = {
         .doc = "Free-text description of the job.",
     },
     {
-        .name = "project", .name_len = 7, .index = 3, .store = NMC_STORE_STRING,
+        .name = "project", .name_len = 7, .index = 3, .store = NMC_FSTORE_STRING,
         .flags = 0,
         .offset = offsetof(nmc_automodel_job_request_t, project),
         .type = { .kind = NMC_T_STRING, .when_json = -1, .label = "string" },
@@ -441,7 +441,7 @@ static const nmc_field_desc_t fields_automodel_job_request[] = {
         .doc = "Project inside the workspace that groups the job.",
     },
     {
-        .name = "spec", .name_len = 4, .index = 4, .store = NMC_STORE_OBJECT,
+        .name = "spec", .name_len = 4, .index = 4, .store = NMC_FSTORE_OBJECT,
         .flags = NMC_F_REQUIRED,
         .offset = offsetof(nmc_automodel_job_request_t, spec),
         .type = { .kind = NMC_T_OBJECT, .when_json = -1, .obj = &nmc_automodel_job_desc, .label = "object" },
@@ -449,7 +449,7 @@ static const nmc_field_desc_t fields_automodel_job_request[] = {
         .doc = "The job configuration itself (the same object a bare job file holds).",
     },
     {
-        .name = "ownership", .name_len = 9, .index = 5, .store = NMC_STORE_JSON,
+        .name = "ownership", .name_len = 9, .index = 5, .store = NMC_FSTORE_JSON,
         .flags = 0,
         .offset = offsetof(nmc_automodel_job_request_t, ownership),
         .type = { .kind = NMC_T_ANY_OBJECT, .when_json = -1, .label = "object" },
@@ -457,7 +457,7 @@ static const nmc_field_desc_t fields_automodel_job_request[] = {
         .doc = "Ownership metadata, passed through unchanged.",
     },
     {
-        .name = "custom_fields", .name_len = 13, .index = 6, .store = NMC_STORE_JSON,
+        .name = "custom_fields", .name_len = 13, .index = 6, .store = NMC_FSTORE_JSON,
         .flags = 0,
         .offset = offsetof(nmc_automodel_job_request_t, custom_fields),
         .type = { .kind = NMC_T_ANY_OBJECT, .when_json = -1, .label = "object" },
@@ -465,7 +465,7 @@ static const nmc_field_desc_t fields_automodel_job_request[] = {
         .doc = "Arbitrary user metadata, passed through unchanged.",
     },
     {
-        .name = "output_location", .name_len = 15, .index = 7, .store = NMC_STORE_STRING,
+        .name = "output_location", .name_len = 15, .index = 7, .store = NMC_FSTORE_STRING,
         .flags = 0,
         .offset = offsetof(nmc_automodel_job_request_t, output_location),
         .type = { .kind = NMC_T_STRING, .when_json = -1, .label = "string" },
@@ -529,7 +529,7 @@ static int lookup_automodel_kernel_backend(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_automodel_kernel_backend[] = {
     {
-        .name = "attn", .name_len = 4, .index = 0, .store = NMC_STORE_ENUM,
+        .name = "attn", .name_len = 4, .index = 0, .store = NMC_FSTORE_ENUM,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_kernel_backend_t, attn),
         .type = { .kind = NMC_T_ENUM, .nullable = true, .when_json = -1, .enm = &t_automodel_kernel_backend_attn_enum, .label = "string" },
@@ -537,7 +537,7 @@ static const nmc_field_desc_t fields_automodel_kernel_backend[] = {
         .doc = "Attention kernel family.",
     },
     {
-        .name = "linear", .name_len = 6, .index = 1, .store = NMC_STORE_ENUM,
+        .name = "linear", .name_len = 6, .index = 1, .store = NMC_FSTORE_ENUM,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_kernel_backend_t, linear),
         .type = { .kind = NMC_T_ENUM, .nullable = true, .when_json = -1, .enm = &t_automodel_kernel_backend_linear_enum, .label = "string" },
@@ -545,7 +545,7 @@ static const nmc_field_desc_t fields_automodel_kernel_backend[] = {
         .doc = "Linear-layer kernel family.",
     },
     {
-        .name = "rms_norm", .name_len = 8, .index = 2, .store = NMC_STORE_ENUM,
+        .name = "rms_norm", .name_len = 8, .index = 2, .store = NMC_FSTORE_ENUM,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_kernel_backend_t, rms_norm),
         .type = { .kind = NMC_T_ENUM, .nullable = true, .when_json = -1, .enm = &t_automodel_kernel_backend_rms_norm_enum, .label = "string" },
@@ -553,7 +553,7 @@ static const nmc_field_desc_t fields_automodel_kernel_backend[] = {
         .doc = "RMSNorm kernel family.",
     },
     {
-        .name = "rope", .name_len = 4, .index = 3, .store = NMC_STORE_ENUM,
+        .name = "rope", .name_len = 4, .index = 3, .store = NMC_FSTORE_ENUM,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_kernel_backend_t, rope),
         .type = { .kind = NMC_T_ENUM, .nullable = true, .when_json = -1, .enm = &t_automodel_kernel_backend_rope_enum, .label = "string" },
@@ -561,7 +561,7 @@ static const nmc_field_desc_t fields_automodel_kernel_backend[] = {
         .doc = "Rotary-embedding kernel family.",
     },
     {
-        .name = "rope_fusion", .name_len = 11, .index = 4, .store = NMC_STORE_BOOL,
+        .name = "rope_fusion", .name_len = 11, .index = 4, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_kernel_backend_t, rope_fusion),
         .type = { .kind = NMC_T_BOOL, .nullable = true, .when_json = -1, .label = "boolean" },
@@ -569,7 +569,7 @@ static const nmc_field_desc_t fields_automodel_kernel_backend[] = {
         .doc = "Fuse the rotary embedding into neighbouring kernels.",
     },
     {
-        .name = "experts", .name_len = 7, .index = 5, .store = NMC_STORE_ENUM,
+        .name = "experts", .name_len = 7, .index = 5, .store = NMC_FSTORE_ENUM,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_kernel_backend_t, experts),
         .type = { .kind = NMC_T_ENUM, .nullable = true, .when_json = -1, .enm = &t_automodel_kernel_backend_experts_enum, .label = "string" },
@@ -577,7 +577,7 @@ static const nmc_field_desc_t fields_automodel_kernel_backend[] = {
         .doc = "Kernel family for the MoE expert layers.",
     },
     {
-        .name = "dispatcher", .name_len = 10, .index = 6, .store = NMC_STORE_ENUM,
+        .name = "dispatcher", .name_len = 10, .index = 6, .store = NMC_FSTORE_ENUM,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_kernel_backend_t, dispatcher),
         .type = { .kind = NMC_T_ENUM, .nullable = true, .when_json = -1, .enm = &t_automodel_kernel_backend_dispatcher_enum, .label = "string" },
@@ -585,7 +585,7 @@ static const nmc_field_desc_t fields_automodel_kernel_backend[] = {
         .doc = "Token dispatcher for expert parallelism.",
     },
     {
-        .name = "fake_balanced_gate", .name_len = 18, .index = 7, .store = NMC_STORE_BOOL,
+        .name = "fake_balanced_gate", .name_len = 18, .index = 7, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_kernel_backend_t, fake_balanced_gate),
         .type = { .kind = NMC_T_BOOL, .nullable = true, .when_json = -1, .label = "boolean" },
@@ -593,7 +593,7 @@ static const nmc_field_desc_t fields_automodel_kernel_backend[] = {
         .doc = "Replace the router with a perfectly balanced fake gate (benchmarking aid).",
     },
     {
-        .name = "enable_hf_state_dict_adapter", .name_len = 28, .index = 8, .store = NMC_STORE_BOOL,
+        .name = "enable_hf_state_dict_adapter", .name_len = 28, .index = 8, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_kernel_backend_t, enable_hf_state_dict_adapter),
         .type = { .kind = NMC_T_BOOL, .nullable = true, .when_json = -1, .label = "boolean" },
@@ -601,7 +601,7 @@ static const nmc_field_desc_t fields_automodel_kernel_backend[] = {
         .doc = "Translate between Hugging Face and internal state-dict layouts.",
     },
     {
-        .name = "enable_fsdp_optimizations", .name_len = 25, .index = 9, .store = NMC_STORE_BOOL,
+        .name = "enable_fsdp_optimizations", .name_len = 25, .index = 9, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_kernel_backend_t, enable_fsdp_optimizations),
         .type = { .kind = NMC_T_BOOL, .nullable = true, .when_json = -1, .label = "boolean" },
@@ -655,7 +655,7 @@ static int lookup_automodel_lora(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_automodel_lora[] = {
     {
-        .name = "rank", .name_len = 4, .index = 0, .store = NMC_STORE_INT,
+        .name = "rank", .name_len = 4, .index = 0, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_lora_t, rank),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "integer" },
@@ -664,7 +664,7 @@ static const nmc_field_desc_t fields_automodel_lora[] = {
         .doc = "Inner dimension of the low-rank update; larger means more trainable parameters and memory.",
     },
     {
-        .name = "alpha", .name_len = 5, .index = 1, .store = NMC_STORE_INT,
+        .name = "alpha", .name_len = 5, .index = 1, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_lora_t, alpha),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "integer" },
@@ -673,7 +673,7 @@ static const nmc_field_desc_t fields_automodel_lora[] = {
         .doc = "Scale of the update; the adapter output is multiplied by alpha / rank.",
     },
     {
-        .name = "dropout", .name_len = 7, .index = 2, .store = NMC_STORE_FLOAT,
+        .name = "dropout", .name_len = 7, .index = 2, .store = NMC_FSTORE_FLOAT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_lora_t, dropout),
         .type = { .kind = NMC_T_FLOAT, .lo = 0.0, .hi = 1.0, .bounds = NMC_B_GE | NMC_B_LE, .when_json = -1, .label = "number" },
@@ -682,7 +682,7 @@ static const nmc_field_desc_t fields_automodel_lora[] = {
         .doc = "Dropout probability on the adapter's input path (0 to 1, both included).",
     },
     {
-        .name = "merge", .name_len = 5, .index = 3, .store = NMC_STORE_BOOL,
+        .name = "merge", .name_len = 5, .index = 3, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_lora_t, merge),
         .type = { .kind = NMC_T_BOOL, .when_json = -1, .label = "boolean" },
@@ -691,7 +691,7 @@ static const nmc_field_desc_t fields_automodel_lora[] = {
         .doc = "After training, fold the adapter into the base weights and publish a full model (the same result as finetuning_type lora_merged).",
     },
     {
-        .name = "target_modules", .name_len = 14, .index = 4, .store = NMC_STORE_STR_LIST,
+        .name = "target_modules", .name_len = 14, .index = 4, .store = NMC_FSTORE_STR_LIST,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_lora_t, target_modules),
         .type = { .kind = NMC_T_LIST, .nullable = true, .when_json = -1, .sub = &t_automodel_lora_target_modules_sub, .label = "array" },
@@ -699,7 +699,7 @@ static const nmc_field_desc_t fields_automodel_lora[] = {
         .doc = "Name patterns of the modules that get an adapter, e.g. [\"*.q_proj\", \"*.v_proj\"]. Null adapts every linear projection layer.",
     },
     {
-        .name = "exclude_modules", .name_len = 15, .index = 5, .store = NMC_STORE_STR_LIST,
+        .name = "exclude_modules", .name_len = 15, .index = 5, .store = NMC_FSTORE_STR_LIST,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_lora_t, exclude_modules),
         .type = { .kind = NMC_T_LIST, .nullable = true, .when_json = -1, .sub = &t_automodel_lora_exclude_modules_sub, .label = "array" },
@@ -707,7 +707,7 @@ static const nmc_field_desc_t fields_automodel_lora[] = {
         .doc = "Name patterns of modules to keep without an adapter, e.g. [\"*.out_proj\"]. Cannot be combined with target_modules.",
     },
     {
-        .name = "use_triton", .name_len = 10, .index = 6, .store = NMC_STORE_BOOL,
+        .name = "use_triton", .name_len = 10, .index = 6, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_lora_t, use_triton),
         .type = { .kind = NMC_T_BOOL, .when_json = -1, .label = "boolean" },
@@ -716,7 +716,7 @@ static const nmc_field_desc_t fields_automodel_lora[] = {
         .doc = "Run the LoRA matmuls with the fused Triton kernel.",
     },
     {
-        .name = "use_memory_efficient_lora", .name_len = 25, .index = 7, .store = NMC_STORE_BOOL,
+        .name = "use_memory_efficient_lora", .name_len = 25, .index = 7, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_lora_t, use_memory_efficient_lora),
         .type = { .kind = NMC_T_BOOL, .when_json = -1, .label = "boolean" },
@@ -756,7 +756,7 @@ static int lookup_automodel_mtp(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_automodel_mtp[] = {
     {
-        .name = "num_nextn_predict_layers", .name_len = 24, .index = 0, .store = NMC_STORE_INT,
+        .name = "num_nextn_predict_layers", .name_len = 24, .index = 0, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_mtp_t, num_nextn_predict_layers),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "integer" },
@@ -765,7 +765,7 @@ static const nmc_field_desc_t fields_automodel_mtp[] = {
         .doc = "How many extra next-token prediction layers are trained.",
     },
     {
-        .name = "use_repeated_layer", .name_len = 18, .index = 1, .store = NMC_STORE_BOOL,
+        .name = "use_repeated_layer", .name_len = 18, .index = 1, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_mtp_t, use_repeated_layer),
         .type = { .kind = NMC_T_BOOL, .when_json = -1, .label = "boolean" },
@@ -774,7 +774,7 @@ static const nmc_field_desc_t fields_automodel_mtp[] = {
         .doc = "Reuse one MTP layer for every extra prediction depth.",
     },
     {
-        .name = "loss_scaling_factor", .name_len = 19, .index = 2, .store = NMC_STORE_FLOAT,
+        .name = "loss_scaling_factor", .name_len = 19, .index = 2, .store = NMC_FSTORE_FLOAT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_mtp_t, loss_scaling_factor),
         .type = { .kind = NMC_T_FLOAT, .lo = 0.0, .bounds = NMC_B_GE, .when_json = -1, .label = "number" },
@@ -830,7 +830,7 @@ static int lookup_automodel_optimizer(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_automodel_optimizer[] = {
     {
-        .name = "learning_rate", .name_len = 13, .index = 0, .store = NMC_STORE_FLOAT,
+        .name = "learning_rate", .name_len = 13, .index = 0, .store = NMC_FSTORE_FLOAT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_optimizer_t, learning_rate),
         .type = { .kind = NMC_T_FLOAT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "number" },
@@ -839,7 +839,7 @@ static const nmc_field_desc_t fields_automodel_optimizer[] = {
         .doc = "Peak learning rate, reached at the end of warmup. Around 1e-4 suits LoRA, around 5e-5 full SFT.",
     },
     {
-        .name = "weight_decay", .name_len = 12, .index = 1, .store = NMC_STORE_FLOAT,
+        .name = "weight_decay", .name_len = 12, .index = 1, .store = NMC_FSTORE_FLOAT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_optimizer_t, weight_decay),
         .type = { .kind = NMC_T_FLOAT, .lo = 0.0, .bounds = NMC_B_GE, .when_json = -1, .label = "number" },
@@ -848,7 +848,7 @@ static const nmc_field_desc_t fields_automodel_optimizer[] = {
         .doc = "Decoupled weight decay (L2-style regularization).",
     },
     {
-        .name = "warmup_steps", .name_len = 12, .index = 2, .store = NMC_STORE_INT,
+        .name = "warmup_steps", .name_len = 12, .index = 2, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_optimizer_t, warmup_steps),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GE, .when_json = -1, .label = "integer" },
@@ -857,7 +857,7 @@ static const nmc_field_desc_t fields_automodel_optimizer[] = {
         .doc = "Steps of linear warmup before the decay schedule begins.",
     },
     {
-        .name = "min_learning_rate", .name_len = 17, .index = 3, .store = NMC_STORE_FLOAT,
+        .name = "min_learning_rate", .name_len = 17, .index = 3, .store = NMC_FSTORE_FLOAT,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_optimizer_t, min_learning_rate),
         .type = { .kind = NMC_T_FLOAT, .lo = 0.0, .bounds = NMC_B_GE, .nullable = true, .when_json = -1, .label = "number" },
@@ -865,7 +865,7 @@ static const nmc_field_desc_t fields_automodel_optimizer[] = {
         .doc = "Lowest learning rate of the decay. Null decays toward 0.",
     },
     {
-        .name = "adam_beta1", .name_len = 10, .index = 4, .store = NMC_STORE_FLOAT,
+        .name = "adam_beta1", .name_len = 10, .index = 4, .store = NMC_FSTORE_FLOAT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_optimizer_t, adam_beta1),
         .type = { .kind = NMC_T_FLOAT, .lo = 0.0, .hi = 1.0, .bounds = NMC_B_GE | NMC_B_LT, .when_json = -1, .label = "number" },
@@ -874,7 +874,7 @@ static const nmc_field_desc_t fields_automodel_optimizer[] = {
         .doc = "Adam decay rate of the first moment, in [0, 1).",
     },
     {
-        .name = "adam_beta2", .name_len = 10, .index = 5, .store = NMC_STORE_FLOAT,
+        .name = "adam_beta2", .name_len = 10, .index = 5, .store = NMC_FSTORE_FLOAT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_optimizer_t, adam_beta2),
         .type = { .kind = NMC_T_FLOAT, .lo = 0.0, .hi = 1.0, .bounds = NMC_B_GE | NMC_B_LT, .when_json = -1, .label = "number" },
@@ -883,7 +883,7 @@ static const nmc_field_desc_t fields_automodel_optimizer[] = {
         .doc = "Adam decay rate of the second moment, in [0, 1).",
     },
     {
-        .name = "adam_eps", .name_len = 8, .index = 6, .store = NMC_STORE_FLOAT,
+        .name = "adam_eps", .name_len = 8, .index = 6, .store = NMC_FSTORE_FLOAT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_optimizer_t, adam_eps),
         .type = { .kind = NMC_T_FLOAT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "number" },
@@ -892,7 +892,7 @@ static const nmc_field_desc_t fields_automodel_optimizer[] = {
         .doc = "Small constant added to Adam's denominator.",
     },
     {
-        .name = "optimizer", .name_len = 9, .index = 7, .store = NMC_STORE_ENUM,
+        .name = "optimizer", .name_len = 9, .index = 7, .store = NMC_FSTORE_ENUM,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_optimizer_t, optimizer),
         .type = { .kind = NMC_T_ENUM, .when_json = -1, .enm = &t_automodel_optimizer_optimizer_enum, .label = "string" },
@@ -901,7 +901,7 @@ static const nmc_field_desc_t fields_automodel_optimizer[] = {
         .doc = "Optimizer algorithm. `auto` picks torch Adam for SFT and Transformer Engine FusedAdam for retrieval recipes.",
     },
     {
-        .name = "lr_decay_style", .name_len = 14, .index = 8, .store = NMC_STORE_ENUM,
+        .name = "lr_decay_style", .name_len = 14, .index = 8, .store = NMC_FSTORE_ENUM,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_optimizer_t, lr_decay_style),
         .type = { .kind = NMC_T_ENUM, .when_json = -1, .enm = &t_automodel_optimizer_lr_decay_style_enum, .label = "string" },
@@ -938,7 +938,7 @@ static int lookup_automodel_output(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_automodel_output[] = {
     {
-        .name = "name", .name_len = 4, .index = 0, .store = NMC_STORE_STRING,
+        .name = "name", .name_len = 4, .index = 0, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_REQUIRED,
         .offset = offsetof(nmc_automodel_output_t, name),
         .type = { .kind = NMC_T_STRING, .when_json = -1, .min_len = 1, .label = "string" },
@@ -946,7 +946,7 @@ static const nmc_field_desc_t fields_automodel_output[] = {
         .doc = "Name of the produced model or adapter. Required once `output` is given.",
     },
     {
-        .name = "description", .name_len = 11, .index = 1, .store = NMC_STORE_STRING,
+        .name = "description", .name_len = 11, .index = 1, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_output_t, description),
         .type = { .kind = NMC_T_STRING, .nullable = true, .when_json = -1, .label = "string" },
@@ -996,7 +996,7 @@ static int lookup_automodel_parallelism(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_automodel_parallelism[] = {
     {
-        .name = "num_nodes", .name_len = 9, .index = 0, .store = NMC_STORE_INT,
+        .name = "num_nodes", .name_len = 9, .index = 0, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_parallelism_t, num_nodes),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "integer" },
@@ -1005,7 +1005,7 @@ static const nmc_field_desc_t fields_automodel_parallelism[] = {
         .doc = "Machines taking part in training. Above 1 needs a multi-node execution backend.",
     },
     {
-        .name = "num_gpus_per_node", .name_len = 17, .index = 1, .store = NMC_STORE_INT,
+        .name = "num_gpus_per_node", .name_len = 17, .index = 1, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_parallelism_t, num_gpus_per_node),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "integer" },
@@ -1014,7 +1014,7 @@ static const nmc_field_desc_t fields_automodel_parallelism[] = {
         .doc = "GPUs used on each machine.",
     },
     {
-        .name = "tensor_parallel_size", .name_len = 20, .index = 2, .store = NMC_STORE_INT,
+        .name = "tensor_parallel_size", .name_len = 20, .index = 2, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_parallelism_t, tensor_parallel_size),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "integer" },
@@ -1023,7 +1023,7 @@ static const nmc_field_desc_t fields_automodel_parallelism[] = {
         .doc = "Split every layer's weights across this many GPUs; keep it within one node.",
     },
     {
-        .name = "pipeline_parallel_size", .name_len = 22, .index = 3, .store = NMC_STORE_INT,
+        .name = "pipeline_parallel_size", .name_len = 22, .index = 3, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_parallelism_t, pipeline_parallel_size),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "integer" },
@@ -1032,7 +1032,7 @@ static const nmc_field_desc_t fields_automodel_parallelism[] = {
         .doc = "Cut the layer stack into this many sequential stages on different GPUs.",
     },
     {
-        .name = "context_parallel_size", .name_len = 21, .index = 4, .store = NMC_STORE_INT,
+        .name = "context_parallel_size", .name_len = 21, .index = 4, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_parallelism_t, context_parallel_size),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "integer" },
@@ -1041,7 +1041,7 @@ static const nmc_field_desc_t fields_automodel_parallelism[] = {
         .doc = "Split each sequence across this many GPUs, for very long inputs.",
     },
     {
-        .name = "expert_parallel_size", .name_len = 20, .index = 5, .store = NMC_STORE_INT,
+        .name = "expert_parallel_size", .name_len = 20, .index = 5, .store = NMC_FSTORE_INT,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_parallelism_t, expert_parallel_size),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .nullable = true, .when_json = -1, .label = "integer" },
@@ -1049,7 +1049,7 @@ static const nmc_field_desc_t fields_automodel_parallelism[] = {
         .doc = "Spread a mixture-of-experts model's experts over this many GPUs. Leave null for dense models; it must divide the expert count.",
     },
     {
-        .name = "sequence_parallel", .name_len = 17, .index = 6, .store = NMC_STORE_BOOL,
+        .name = "sequence_parallel", .name_len = 17, .index = 6, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_parallelism_t, sequence_parallel),
         .type = { .kind = NMC_T_BOOL, .when_json = -1, .label = "boolean" },
@@ -1058,7 +1058,7 @@ static const nmc_field_desc_t fields_automodel_parallelism[] = {
         .doc = "Shard activations along the sequence dimension; used together with tensor parallelism.",
     },
     {
-        .name = "pipeline", .name_len = 8, .index = 7, .store = NMC_STORE_OBJECT_PTR,
+        .name = "pipeline", .name_len = 8, .index = 7, .store = NMC_FSTORE_OBJECT_PTR,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_parallelism_t, pipeline),
         .type = { .kind = NMC_T_OBJECT, .nullable = true, .when_json = -1, .obj = &nmc_automodel_pipeline_desc, .label = "object" },
@@ -1107,7 +1107,7 @@ static int lookup_automodel_pipeline(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_automodel_pipeline[] = {
     {
-        .name = "pp_schedule", .name_len = 11, .index = 0, .store = NMC_STORE_STRING,
+        .name = "pp_schedule", .name_len = 11, .index = 0, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_pipeline_t, pp_schedule),
         .type = { .kind = NMC_T_STRING, .nullable = true, .when_json = -1, .min_len = 1, .label = "string" },
@@ -1115,7 +1115,7 @@ static const nmc_field_desc_t fields_automodel_pipeline[] = {
         .doc = "Pipeline schedule name, e.g. 1f1b, interleaved1f1b or gpipe. Null means interleaved1f1b.",
     },
     {
-        .name = "pp_microbatch_size", .name_len = 18, .index = 1, .store = NMC_STORE_INT,
+        .name = "pp_microbatch_size", .name_len = 18, .index = 1, .store = NMC_FSTORE_INT,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_pipeline_t, pp_microbatch_size),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .nullable = true, .when_json = -1, .label = "integer" },
@@ -1123,7 +1123,7 @@ static const nmc_field_desc_t fields_automodel_pipeline[] = {
         .doc = "Samples per pipeline micro-batch. Null lets Automodel choose.",
     },
     {
-        .name = "round_virtual_stages_to_pp_multiple", .name_len = 35, .index = 2, .store = NMC_STORE_ENUM,
+        .name = "round_virtual_stages_to_pp_multiple", .name_len = 35, .index = 2, .store = NMC_FSTORE_ENUM,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_pipeline_t, round_virtual_stages_to_pp_multiple),
         .type = { .kind = NMC_T_ENUM, .nullable = true, .when_json = -1, .enm = &t_automodel_pipeline_round_virtual_stages_to_pp_multiple_enum, .label = "string" },
@@ -1131,7 +1131,7 @@ static const nmc_field_desc_t fields_automodel_pipeline[] = {
         .doc = "Round the number of virtual stages up or down to a multiple of the pipeline size.",
     },
     {
-        .name = "scale_grads_in_schedule", .name_len = 23, .index = 3, .store = NMC_STORE_BOOL,
+        .name = "scale_grads_in_schedule", .name_len = 23, .index = 3, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_pipeline_t, scale_grads_in_schedule),
         .type = { .kind = NMC_T_BOOL, .nullable = true, .when_json = -1, .label = "boolean" },
@@ -1139,7 +1139,7 @@ static const nmc_field_desc_t fields_automodel_pipeline[] = {
         .doc = "Scale gradients inside the pipeline schedule.",
     },
     {
-        .name = "patch_inner_model", .name_len = 17, .index = 4, .store = NMC_STORE_BOOL,
+        .name = "patch_inner_model", .name_len = 17, .index = 4, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_pipeline_t, patch_inner_model),
         .type = { .kind = NMC_T_BOOL, .nullable = true, .when_json = -1, .label = "boolean" },
@@ -1147,7 +1147,7 @@ static const nmc_field_desc_t fields_automodel_pipeline[] = {
         .doc = "Patch the inner model's forward for pipelining.",
     },
     {
-        .name = "patch_causal_lm_model", .name_len = 21, .index = 5, .store = NMC_STORE_BOOL,
+        .name = "patch_causal_lm_model", .name_len = 21, .index = 5, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_pipeline_t, patch_causal_lm_model),
         .type = { .kind = NMC_T_BOOL, .nullable = true, .when_json = -1, .label = "boolean" },
@@ -1197,7 +1197,7 @@ static int lookup_automodel_retrieval(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_automodel_retrieval[] = {
     {
-        .name = "train_n_passages", .name_len = 16, .index = 0, .store = NMC_STORE_INT,
+        .name = "train_n_passages", .name_len = 16, .index = 0, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_retrieval_t, train_n_passages),
         .type = { .kind = NMC_T_INT, .lo = 2.0, .bounds = NMC_B_GE, .when_json = -1, .label = "integer" },
@@ -1206,7 +1206,7 @@ static const nmc_field_desc_t fields_automodel_retrieval[] = {
         .doc = "Passages per query in a training group: one positive plus hard negatives (at least 2).",
     },
     {
-        .name = "eval_negative_size", .name_len = 18, .index = 1, .store = NMC_STORE_INT,
+        .name = "eval_negative_size", .name_len = 18, .index = 1, .store = NMC_FSTORE_INT,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_retrieval_t, eval_negative_size),
         .type = { .kind = NMC_T_INT, .lo = 1.0, .bounds = NMC_B_GE, .nullable = true, .when_json = -1, .label = "integer" },
@@ -1214,7 +1214,7 @@ static const nmc_field_desc_t fields_automodel_retrieval[] = {
         .doc = "Number of negatives per query during evaluation. Null keeps the recipe's choice.",
     },
     {
-        .name = "do_gradient_checkpointing", .name_len = 25, .index = 2, .store = NMC_STORE_BOOL,
+        .name = "do_gradient_checkpointing", .name_len = 25, .index = 2, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_retrieval_t, do_gradient_checkpointing),
         .type = { .kind = NMC_T_BOOL, .when_json = -1, .label = "boolean" },
@@ -1223,7 +1223,7 @@ static const nmc_field_desc_t fields_automodel_retrieval[] = {
         .doc = "Recompute encoder activations in the backward pass to save memory.",
     },
     {
-        .name = "query_max_length", .name_len = 16, .index = 3, .store = NMC_STORE_INT,
+        .name = "query_max_length", .name_len = 16, .index = 3, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_retrieval_t, query_max_length),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "integer" },
@@ -1232,7 +1232,7 @@ static const nmc_field_desc_t fields_automodel_retrieval[] = {
         .doc = "Token limit for queries.",
     },
     {
-        .name = "passage_max_length", .name_len = 18, .index = 4, .store = NMC_STORE_INT,
+        .name = "passage_max_length", .name_len = 18, .index = 4, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_retrieval_t, passage_max_length),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "integer" },
@@ -1241,7 +1241,7 @@ static const nmc_field_desc_t fields_automodel_retrieval[] = {
         .doc = "Token limit for passages.",
     },
     {
-        .name = "query_prefix", .name_len = 12, .index = 5, .store = NMC_STORE_STRING,
+        .name = "query_prefix", .name_len = 12, .index = 5, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_retrieval_t, query_prefix),
         .type = { .kind = NMC_T_STRING, .when_json = -1, .label = "string" },
@@ -1250,7 +1250,7 @@ static const nmc_field_desc_t fields_automodel_retrieval[] = {
         .doc = "Text put in front of every query.",
     },
     {
-        .name = "passage_prefix", .name_len = 14, .index = 6, .store = NMC_STORE_STRING,
+        .name = "passage_prefix", .name_len = 14, .index = 6, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_retrieval_t, passage_prefix),
         .type = { .kind = NMC_T_STRING, .when_json = -1, .label = "string" },
@@ -1259,7 +1259,7 @@ static const nmc_field_desc_t fields_automodel_retrieval[] = {
         .doc = "Text put in front of every passage.",
     },
     {
-        .name = "export", .name_len = 6, .index = 7, .store = NMC_STORE_OBJECT_PTR,
+        .name = "export", .name_len = 6, .index = 7, .store = NMC_FSTORE_OBJECT_PTR,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_retrieval_t, export),
         .type = { .kind = NMC_T_OBJECT, .nullable = true, .when_json = -1, .obj = &nmc_automodel_retrieval_export_desc, .label = "object" },
@@ -1309,7 +1309,7 @@ static int lookup_automodel_retrieval_export(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_automodel_retrieval_export[] = {
     {
-        .name = "primary", .name_len = 7, .index = 0, .store = NMC_STORE_ENUM,
+        .name = "primary", .name_len = 7, .index = 0, .store = NMC_FSTORE_ENUM,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_retrieval_export_t, primary),
         .type = { .kind = NMC_T_ENUM, .when_json = -1, .enm = &t_automodel_retrieval_export_primary_enum, .label = "string" },
@@ -1318,7 +1318,7 @@ static const nmc_field_desc_t fields_automodel_retrieval_export[] = {
         .doc = "Main export format.",
     },
     {
-        .name = "opset", .name_len = 5, .index = 1, .store = NMC_STORE_INT,
+        .name = "opset", .name_len = 5, .index = 1, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_retrieval_export_t, opset),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "integer" },
@@ -1327,7 +1327,7 @@ static const nmc_field_desc_t fields_automodel_retrieval_export[] = {
         .doc = "ONNX opset version of the export.",
     },
     {
-        .name = "precision", .name_len = 9, .index = 2, .store = NMC_STORE_ENUM,
+        .name = "precision", .name_len = 9, .index = 2, .store = NMC_FSTORE_ENUM,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_retrieval_export_t, precision),
         .type = { .kind = NMC_T_ENUM, .when_json = -1, .enm = &t_automodel_retrieval_export_precision_enum, .label = "string" },
@@ -1336,7 +1336,7 @@ static const nmc_field_desc_t fields_automodel_retrieval_export[] = {
         .doc = "Numeric precision of the exported weights.",
     },
     {
-        .name = "attn_implementation", .name_len = 19, .index = 3, .store = NMC_STORE_STRING,
+        .name = "attn_implementation", .name_len = 19, .index = 3, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_retrieval_export_t, attn_implementation),
         .type = { .kind = NMC_T_STRING, .when_json = -1, .min_len = 1, .label = "string" },
@@ -1345,7 +1345,7 @@ static const nmc_field_desc_t fields_automodel_retrieval_export[] = {
         .doc = "Attention implementation used while tracing the export.",
     },
     {
-        .name = "pooling", .name_len = 7, .index = 4, .store = NMC_STORE_ENUM,
+        .name = "pooling", .name_len = 7, .index = 4, .store = NMC_FSTORE_ENUM,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_retrieval_export_t, pooling),
         .type = { .kind = NMC_T_ENUM, .when_json = -1, .enm = &t_automodel_retrieval_export_pooling_enum, .label = "string" },
@@ -1354,7 +1354,7 @@ static const nmc_field_desc_t fields_automodel_retrieval_export[] = {
         .doc = "How token embeddings are pooled into one vector.",
     },
     {
-        .name = "normalize", .name_len = 9, .index = 5, .store = NMC_STORE_BOOL,
+        .name = "normalize", .name_len = 9, .index = 5, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_retrieval_export_t, normalize),
         .type = { .kind = NMC_T_BOOL, .when_json = -1, .label = "boolean" },
@@ -1363,7 +1363,7 @@ static const nmc_field_desc_t fields_automodel_retrieval_export[] = {
         .doc = "L2-normalize the pooled embedding.",
     },
     {
-        .name = "dimensions", .name_len = 10, .index = 6, .store = NMC_STORE_BOOL,
+        .name = "dimensions", .name_len = 10, .index = 6, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_retrieval_export_t, dimensions),
         .type = { .kind = NMC_T_BOOL, .when_json = -1, .label = "boolean" },
@@ -1410,7 +1410,7 @@ static int lookup_automodel_schedule(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_automodel_schedule[] = {
     {
-        .name = "epochs", .name_len = 6, .index = 0, .store = NMC_STORE_INT,
+        .name = "epochs", .name_len = 6, .index = 0, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_schedule_t, epochs),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "integer" },
@@ -1419,7 +1419,7 @@ static const nmc_field_desc_t fields_automodel_schedule[] = {
         .doc = "Passes over the training data.",
     },
     {
-        .name = "max_steps", .name_len = 9, .index = 1, .store = NMC_STORE_INT,
+        .name = "max_steps", .name_len = 9, .index = 1, .store = NMC_FSTORE_INT,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_schedule_t, max_steps),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .nullable = true, .when_json = -1, .label = "integer" },
@@ -1427,7 +1427,7 @@ static const nmc_field_desc_t fields_automodel_schedule[] = {
         .doc = "Stop after this many optimizer steps even if epochs are not done; training ends at whichever limit comes first.",
     },
     {
-        .name = "val_check_interval", .name_len = 18, .index = 2, .store = NMC_STORE_FLOAT,
+        .name = "val_check_interval", .name_len = 18, .index = 2, .store = NMC_FSTORE_FLOAT,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_schedule_t, val_check_interval),
         .type = { .kind = NMC_T_FLOAT, .lo = 0.0, .bounds = NMC_B_GT, .nullable = true, .when_json = -1, .label = "number" },
@@ -1435,7 +1435,7 @@ static const nmc_field_desc_t fields_automodel_schedule[] = {
         .doc = "How often to validate. Below 1 it is a fraction of an epoch (0.5 = twice per epoch, the recommended form); 1 or more is a step count.",
     },
     {
-        .name = "seed", .name_len = 4, .index = 3, .store = NMC_STORE_INT,
+        .name = "seed", .name_len = 4, .index = 3, .store = NMC_FSTORE_INT,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_schedule_t, seed),
         .type = { .kind = NMC_T_INT, .nullable = true, .when_json = -1, .label = "integer" },
@@ -1443,7 +1443,7 @@ static const nmc_field_desc_t fields_automodel_schedule[] = {
         .doc = "Random seed; runs are reproducible only when it is set.",
     },
     {
-        .name = "validation_split", .name_len = 16, .index = 4, .store = NMC_STORE_FLOAT,
+        .name = "validation_split", .name_len = 16, .index = 4, .store = NMC_FSTORE_FLOAT,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_schedule_t, validation_split),
         .type = { .kind = NMC_T_FLOAT, .lo = 0.0, .hi = 1.0, .bounds = NMC_B_GT | NMC_B_LT, .nullable = true, .when_json = -1, .label = "number" },
@@ -1452,7 +1452,7 @@ static const nmc_field_desc_t fields_automodel_schedule[] = {
         .doc = "Fraction of the training rows held out for validation when dataset.validation is null (strictly between 0 and 1).",
     },
     {
-        .name = "progress_reporting", .name_len = 18, .index = 5, .store = NMC_STORE_OBJECT,
+        .name = "progress_reporting", .name_len = 18, .index = 5, .store = NMC_FSTORE_OBJECT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_schedule_t, progress_reporting),
         .type = { .kind = NMC_T_OBJECT, .when_json = -1, .obj = &nmc_progress_reporting_desc, .label = "object" },
@@ -1535,7 +1535,7 @@ static int lookup_automodel_training(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_automodel_training[] = {
     {
-        .name = "training_type", .name_len = 13, .index = 0, .store = NMC_STORE_ENUM,
+        .name = "training_type", .name_len = 13, .index = 0, .store = NMC_FSTORE_ENUM,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_training_t, training_type),
         .type = { .kind = NMC_T_ENUM, .when_json = -1, .enm = &t_automodel_training_training_type_enum, .label = "string" },
@@ -1544,7 +1544,7 @@ static const nmc_field_desc_t fields_automodel_training[] = {
         .doc = "Method: supervised fine-tuning, or knowledge distillation from a teacher model.",
     },
     {
-        .name = "finetuning_type", .name_len = 15, .index = 1, .store = NMC_STORE_ENUM,
+        .name = "finetuning_type", .name_len = 15, .index = 1, .store = NMC_FSTORE_ENUM,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_training_t, finetuning_type),
         .type = { .kind = NMC_T_ENUM, .when_json = -1, .enm = &t_automodel_training_finetuning_type_enum, .label = "string" },
@@ -1553,7 +1553,7 @@ static const nmc_field_desc_t fields_automodel_training[] = {
         .doc = "What is trained and published: `lora` an adapter; `lora_merged` an adapter folded into a new full model; `all_weights` every weight of a new full model.",
     },
     {
-        .name = "lora", .name_len = 4, .index = 2, .store = NMC_STORE_OBJECT_PTR,
+        .name = "lora", .name_len = 4, .index = 2, .store = NMC_FSTORE_OBJECT_PTR,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL | NMC_F_AUTOFILL,
         .offset = offsetof(nmc_automodel_training_t, lora),
         .type = { .kind = NMC_T_OBJECT, .nullable = true, .when_json = -1, .obj = &nmc_automodel_lora_desc, .label = "object" },
@@ -1561,7 +1561,7 @@ static const nmc_field_desc_t fields_automodel_training[] = {
         .doc = "LoRA settings. Left out (or null) with a lora* finetuning_type, it is filled with the defaults below.",
     },
     {
-        .name = "max_seq_length", .name_len = 14, .index = 3, .store = NMC_STORE_INT,
+        .name = "max_seq_length", .name_len = 14, .index = 3, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_training_t, max_seq_length),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "integer" },
@@ -1570,7 +1570,7 @@ static const nmc_field_desc_t fields_automodel_training[] = {
         .doc = "Longest token sequence seen in training; longer samples are cut.",
     },
     {
-        .name = "precision", .name_len = 9, .index = 4, .store = NMC_STORE_ENUM,
+        .name = "precision", .name_len = 9, .index = 4, .store = NMC_FSTORE_ENUM,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_training_t, precision),
         .type = { .kind = NMC_T_ENUM, .nullable = true, .when_json = -1, .enm = &t_automodel_training_precision_enum, .label = "string" },
@@ -1578,7 +1578,7 @@ static const nmc_field_desc_t fields_automodel_training[] = {
         .doc = "Numeric precision for training. Null takes it from the checkpoint.",
     },
     {
-        .name = "attn_implementation", .name_len = 19, .index = 5, .store = NMC_STORE_ENUM,
+        .name = "attn_implementation", .name_len = 19, .index = 5, .store = NMC_FSTORE_ENUM,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_training_t, attn_implementation),
         .type = { .kind = NMC_T_ENUM, .when_json = -1, .enm = &t_automodel_training_attn_implementation_enum, .label = "string" },
@@ -1587,7 +1587,7 @@ static const nmc_field_desc_t fields_automodel_training[] = {
         .doc = "Attention kernel; `sdpa` is PyTorch's built-in scaled-dot-product attention.",
     },
     {
-        .name = "execution_profile", .name_len = 17, .index = 6, .store = NMC_STORE_STRING,
+        .name = "execution_profile", .name_len = 17, .index = 6, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_training_t, execution_profile),
         .type = { .kind = NMC_T_STRING, .nullable = true, .when_json = -1, .min_len = 1, .label = "string" },
@@ -1595,7 +1595,7 @@ static const nmc_field_desc_t fields_automodel_training[] = {
         .doc = "Name of an operator-defined GPU execution profile. Null lets the backend choose.",
     },
     {
-        .name = "teacher_model", .name_len = 13, .index = 7, .store = NMC_STORE_STRING,
+        .name = "teacher_model", .name_len = 13, .index = 7, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_training_t, teacher_model),
         .type = { .kind = NMC_T_STRING, .nullable = true, .when_json = -1, .min_len = 1, .label = "string" },
@@ -1603,7 +1603,7 @@ static const nmc_field_desc_t fields_automodel_training[] = {
         .doc = "Model Entity of the teacher (`name` or `workspace/name`). Required for distillation; it must use the student's tokenizer and vocabulary.",
     },
     {
-        .name = "teacher_precision", .name_len = 17, .index = 8, .store = NMC_STORE_ENUM,
+        .name = "teacher_precision", .name_len = 17, .index = 8, .store = NMC_FSTORE_ENUM,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_training_t, teacher_precision),
         .type = { .kind = NMC_T_ENUM, .when_json = -1, .enm = &t_automodel_training_teacher_precision_enum, .label = "string" },
@@ -1612,7 +1612,7 @@ static const nmc_field_desc_t fields_automodel_training[] = {
         .doc = "Precision the frozen teacher is loaded in; changes memory use only.",
     },
     {
-        .name = "distillation_ratio", .name_len = 18, .index = 9, .store = NMC_STORE_FLOAT,
+        .name = "distillation_ratio", .name_len = 18, .index = 9, .store = NMC_FSTORE_FLOAT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_training_t, distillation_ratio),
         .type = { .kind = NMC_T_FLOAT, .lo = 0.0, .hi = 1.0, .bounds = NMC_B_GE | NMC_B_LE, .when_json = -1, .label = "number" },
@@ -1621,7 +1621,7 @@ static const nmc_field_desc_t fields_automodel_training[] = {
         .doc = "Share of the loss taken from distillation: 0 is pure cross-entropy, 1 is pure KD.",
     },
     {
-        .name = "distillation_temperature", .name_len = 24, .index = 10, .store = NMC_STORE_FLOAT,
+        .name = "distillation_temperature", .name_len = 24, .index = 10, .store = NMC_FSTORE_FLOAT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_training_t, distillation_temperature),
         .type = { .kind = NMC_T_FLOAT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "number" },
@@ -1630,7 +1630,7 @@ static const nmc_field_desc_t fields_automodel_training[] = {
         .doc = "Softmax temperature for the KD loss; higher values soften both distributions (2.0 is a common start).",
     },
     {
-        .name = "offload_teacher", .name_len = 15, .index = 11, .store = NMC_STORE_BOOL,
+        .name = "offload_teacher", .name_len = 15, .index = 11, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_training_t, offload_teacher),
         .type = { .kind = NMC_T_BOOL, .when_json = -1, .label = "boolean" },
@@ -1639,7 +1639,7 @@ static const nmc_field_desc_t fields_automodel_training[] = {
         .doc = "Keep the teacher in CPU memory to free GPU memory, at a speed cost.",
     },
     {
-        .name = "recipe", .name_len = 6, .index = 12, .store = NMC_STORE_ENUM,
+        .name = "recipe", .name_len = 6, .index = 12, .store = NMC_FSTORE_ENUM,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_training_t, recipe),
         .type = { .kind = NMC_T_ENUM, .when_json = -1, .enm = &t_automodel_training_recipe_enum, .label = "string" },
@@ -1648,7 +1648,7 @@ static const nmc_field_desc_t fields_automodel_training[] = {
         .doc = "Training recipe. `auto` follows the checkpoint's head: an embedding head picks bi_encoder, a cross-encoder head picks cross_encoder, anything else sft.",
     },
     {
-        .name = "retrieval", .name_len = 9, .index = 13, .store = NMC_STORE_OBJECT_PTR,
+        .name = "retrieval", .name_len = 9, .index = 13, .store = NMC_FSTORE_OBJECT_PTR,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_training_t, retrieval),
         .type = { .kind = NMC_T_OBJECT, .nullable = true, .when_json = -1, .obj = &nmc_automodel_retrieval_desc, .label = "object" },
@@ -1656,7 +1656,7 @@ static const nmc_field_desc_t fields_automodel_training[] = {
         .doc = "Options of the retrieval recipes (bi_encoder, cross_encoder). Older sources called it `embedding`.",
     },
     {
-        .name = "embedding", .name_len = 9, .index = 14, .store = NMC_STORE_JSON,
+        .name = "embedding", .name_len = 9, .index = 14, .store = NMC_FSTORE_JSON,
         .flags = NMC_F_REMOVED,
         .offset = offsetof(nmc_automodel_training_t, embedding),
         .type = { .kind = NMC_T_ANY_OBJECT, .when_json = -1, .label = "object" },
@@ -1664,7 +1664,7 @@ static const nmc_field_desc_t fields_automodel_training[] = {
         .doc = "Older name of `retrieval`; always rejected with a pointer to the new name.",
     },
     {
-        .name = "activation_checkpointing", .name_len = 24, .index = 15, .store = NMC_STORE_BOOL,
+        .name = "activation_checkpointing", .name_len = 24, .index = 15, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_automodel_training_t, activation_checkpointing),
         .type = { .kind = NMC_T_BOOL, .when_json = -1, .label = "boolean" },
@@ -1673,7 +1673,7 @@ static const nmc_field_desc_t fields_automodel_training[] = {
         .doc = "Recompute activations in the backward pass instead of storing them, trading compute for memory.",
     },
     {
-        .name = "mtp", .name_len = 3, .index = 16, .store = NMC_STORE_OBJECT_PTR,
+        .name = "mtp", .name_len = 3, .index = 16, .store = NMC_FSTORE_OBJECT_PTR,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_training_t, mtp),
         .type = { .kind = NMC_T_OBJECT, .nullable = true, .when_json = -1, .obj = &nmc_automodel_mtp_desc, .label = "object" },
@@ -1681,7 +1681,7 @@ static const nmc_field_desc_t fields_automodel_training[] = {
         .doc = "Multi-token prediction settings; null leaves MTP off.",
     },
     {
-        .name = "backend", .name_len = 7, .index = 17, .store = NMC_STORE_OBJECT_PTR,
+        .name = "backend", .name_len = 7, .index = 17, .store = NMC_FSTORE_OBJECT_PTR,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_automodel_training_t, backend),
         .type = { .kind = NMC_T_OBJECT, .nullable = true, .when_json = -1, .obj = &nmc_automodel_kernel_backend_desc, .label = "object" },
@@ -1731,7 +1731,7 @@ static int lookup_deployment_params(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_deployment_params[] = {
     {
-        .name = "gpu", .name_len = 3, .index = 0, .store = NMC_STORE_INT,
+        .name = "gpu", .name_len = 3, .index = 0, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_deployment_params_t, gpu),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "integer" },
@@ -1740,7 +1740,7 @@ static const nmc_field_desc_t fields_deployment_params[] = {
         .doc = "Number of GPUs the deployment gets.",
     },
     {
-        .name = "additional_envs", .name_len = 15, .index = 1, .store = NMC_STORE_JSON,
+        .name = "additional_envs", .name_len = 15, .index = 1, .store = NMC_FSTORE_JSON,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_deployment_params_t, additional_envs),
         .type = { .kind = NMC_T_MAP, .nullable = true, .when_json = -1, .sub = &t_deployment_params_additional_envs_sub, .label = "object" },
@@ -1748,7 +1748,7 @@ static const nmc_field_desc_t fields_deployment_params[] = {
         .doc = "Extra environment variables passed to the NIM container.",
     },
     {
-        .name = "disk_size", .name_len = 9, .index = 2, .store = NMC_STORE_STRING,
+        .name = "disk_size", .name_len = 9, .index = 2, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_deployment_params_t, disk_size),
         .type = { .kind = NMC_T_STRING, .nullable = true, .when_json = -1, .label = "string" },
@@ -1756,7 +1756,7 @@ static const nmc_field_desc_t fields_deployment_params[] = {
         .doc = "Disk size to request for the deployment, as a size string.",
     },
     {
-        .name = "image_name", .name_len = 10, .index = 3, .store = NMC_STORE_STRING,
+        .name = "image_name", .name_len = 10, .index = 3, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_deployment_params_t, image_name),
         .type = { .kind = NMC_T_STRING, .nullable = true, .when_json = -1, .label = "string" },
@@ -1764,7 +1764,7 @@ static const nmc_field_desc_t fields_deployment_params[] = {
         .doc = "NGC image of the NIM to run. Null picks the multi-LLM NIM.",
     },
     {
-        .name = "image_tag", .name_len = 9, .index = 4, .store = NMC_STORE_STRING,
+        .name = "image_tag", .name_len = 9, .index = 4, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_deployment_params_t, image_tag),
         .type = { .kind = NMC_T_STRING, .nullable = true, .when_json = -1, .label = "string" },
@@ -1772,7 +1772,7 @@ static const nmc_field_desc_t fields_deployment_params[] = {
         .doc = "Tag of that image.",
     },
     {
-        .name = "lora_enabled", .name_len = 12, .index = 5, .store = NMC_STORE_BOOL,
+        .name = "lora_enabled", .name_len = 12, .index = 5, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_deployment_params_t, lora_enabled),
         .type = { .kind = NMC_T_BOOL, .when_json = -1, .label = "boolean" },
@@ -1781,7 +1781,7 @@ static const nmc_field_desc_t fields_deployment_params[] = {
         .doc = "Whether the deployment can serve LoRA adapters. A job that produces a plain adapter needs it left true.",
     },
     {
-        .name = "tool_call_config", .name_len = 16, .index = 6, .store = NMC_STORE_OBJECT_PTR,
+        .name = "tool_call_config", .name_len = 16, .index = 6, .store = NMC_FSTORE_OBJECT_PTR,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_deployment_params_t, tool_call_config),
         .type = { .kind = NMC_T_OBJECT, .nullable = true, .when_json = -1, .obj = &nmc_tool_call_config_desc, .label = "object" },
@@ -1817,7 +1817,7 @@ static int lookup_integrations(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_integrations[] = {
     {
-        .name = "wandb", .name_len = 5, .index = 0, .store = NMC_STORE_OBJECT_PTR,
+        .name = "wandb", .name_len = 5, .index = 0, .store = NMC_FSTORE_OBJECT_PTR,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_integrations_t, wandb),
         .type = { .kind = NMC_T_OBJECT, .nullable = true, .when_json = -1, .obj = &nmc_wandb_integration_desc, .label = "object" },
@@ -1825,7 +1825,7 @@ static const nmc_field_desc_t fields_integrations[] = {
         .doc = "Weights & Biases settings; null or absent turns W&B off.",
     },
     {
-        .name = "mlflow", .name_len = 6, .index = 1, .store = NMC_STORE_OBJECT_PTR,
+        .name = "mlflow", .name_len = 6, .index = 1, .store = NMC_FSTORE_OBJECT_PTR,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_integrations_t, mlflow),
         .type = { .kind = NMC_T_OBJECT, .nullable = true, .when_json = -1, .obj = &nmc_mlflow_integration_desc, .label = "object" },
@@ -1869,7 +1869,7 @@ static int lookup_mlflow_integration(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_mlflow_integration[] = {
     {
-        .name = "experiment_name", .name_len = 15, .index = 0, .store = NMC_STORE_STRING,
+        .name = "experiment_name", .name_len = 15, .index = 0, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_mlflow_integration_t, experiment_name),
         .type = { .kind = NMC_T_STRING, .nullable = true, .when_json = -1, .label = "string" },
@@ -1877,7 +1877,7 @@ static const nmc_field_desc_t fields_mlflow_integration[] = {
         .doc = "MLflow experiment that receives the run. Null uses the output name.",
     },
     {
-        .name = "name", .name_len = 4, .index = 1, .store = NMC_STORE_STRING,
+        .name = "name", .name_len = 4, .index = 1, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_mlflow_integration_t, name),
         .type = { .kind = NMC_T_STRING, .nullable = true, .when_json = -1, .label = "string" },
@@ -1885,7 +1885,7 @@ static const nmc_field_desc_t fields_mlflow_integration[] = {
         .doc = "Display name of the run. Null uses the job id.",
     },
     {
-        .name = "tags", .name_len = 4, .index = 2, .store = NMC_STORE_JSON,
+        .name = "tags", .name_len = 4, .index = 2, .store = NMC_FSTORE_JSON,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_mlflow_integration_t, tags),
         .type = { .kind = NMC_T_MAP, .nullable = true, .when_json = -1, .sub = &t_mlflow_integration_tags_sub, .label = "object" },
@@ -1893,7 +1893,7 @@ static const nmc_field_desc_t fields_mlflow_integration[] = {
         .doc = "String key/value tags attached to the run.",
     },
     {
-        .name = "description", .name_len = 11, .index = 3, .store = NMC_STORE_STRING,
+        .name = "description", .name_len = 11, .index = 3, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_mlflow_integration_t, description),
         .type = { .kind = NMC_T_STRING, .nullable = true, .when_json = -1, .label = "string" },
@@ -1901,7 +1901,7 @@ static const nmc_field_desc_t fields_mlflow_integration[] = {
         .doc = "Free-text description of the run.",
     },
     {
-        .name = "tracking_uri", .name_len = 12, .index = 4, .store = NMC_STORE_STRING,
+        .name = "tracking_uri", .name_len = 12, .index = 4, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_mlflow_integration_t, tracking_uri),
         .type = { .kind = NMC_T_STRING, .nullable = true, .when_json = -1, .label = "string" },
@@ -1935,7 +1935,7 @@ static int lookup_progress_reporting(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_progress_reporting[] = {
     {
-        .name = "time_series_metrics", .name_len = 19, .index = 0, .store = NMC_STORE_STR_LIST,
+        .name = "time_series_metrics", .name_len = 19, .index = 0, .store = NMC_FSTORE_STR_LIST,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_progress_reporting_t, time_series_metrics),
         .type = { .kind = NMC_T_LIST, .nullable = true, .when_json = -1, .sub = &t_progress_reporting_time_series_metrics_sub, .label = "array" },
@@ -1970,7 +1970,7 @@ static int lookup_tool_call_config(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_tool_call_config[] = {
     {
-        .name = "tool_call_parser", .name_len = 16, .index = 0, .store = NMC_STORE_STRING,
+        .name = "tool_call_parser", .name_len = 16, .index = 0, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_tool_call_config_t, tool_call_parser),
         .type = { .kind = NMC_T_STRING, .nullable = true, .when_json = -1, .label = "string" },
@@ -1978,7 +1978,7 @@ static const nmc_field_desc_t fields_tool_call_config[] = {
         .doc = "Parser the server uses to extract tool calls, for example openai, hermes, pythonic, llama3_json or mistral.",
     },
     {
-        .name = "tool_call_plugin", .name_len = 16, .index = 1, .store = NMC_STORE_STRING,
+        .name = "tool_call_plugin", .name_len = 16, .index = 1, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_tool_call_config_t, tool_call_plugin),
         .type = { .kind = NMC_T_STRING, .pattern = NMC_PAT_WORKSPACE_REF, .nullable = true, .when_json = -1, .label = "string" },
@@ -1986,7 +1986,7 @@ static const nmc_field_desc_t fields_tool_call_config[] = {
         .doc = "Fileset with a custom tool-call parser plugin, written `workspace/fileset` (letters, digits, `_`, `.`, `-`).",
     },
     {
-        .name = "auto_tool_choice", .name_len = 16, .index = 2, .store = NMC_STORE_BOOL,
+        .name = "auto_tool_choice", .name_len = 16, .index = 2, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_tool_call_config_t, auto_tool_choice),
         .type = { .kind = NMC_T_BOOL, .nullable = true, .when_json = -1, .label = "boolean" },
@@ -2020,7 +2020,7 @@ static int lookup_unsloth_batch(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_unsloth_batch[] = {
     {
-        .name = "per_device_train_batch_size", .name_len = 27, .index = 0, .store = NMC_STORE_INT,
+        .name = "per_device_train_batch_size", .name_len = 27, .index = 0, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_batch_t, per_device_train_batch_size),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "integer" },
@@ -2029,7 +2029,7 @@ static const nmc_field_desc_t fields_unsloth_batch[] = {
         .doc = "Samples per forward/backward pass; this sets the peak GPU memory.",
     },
     {
-        .name = "gradient_accumulation_steps", .name_len = 27, .index = 1, .store = NMC_STORE_INT,
+        .name = "gradient_accumulation_steps", .name_len = 27, .index = 1, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_batch_t, gradient_accumulation_steps),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "integer" },
@@ -2075,7 +2075,7 @@ static int lookup_unsloth_dataset(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_unsloth_dataset[] = {
     {
-        .name = "path", .name_len = 4, .index = 0, .store = NMC_STORE_STRING,
+        .name = "path", .name_len = 4, .index = 0, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_REQUIRED,
         .offset = offsetof(nmc_unsloth_dataset_t, path),
         .type = { .kind = NMC_T_STRING, .when_json = -1, .min_len = 1, .label = "string" },
@@ -2083,7 +2083,7 @@ static const nmc_field_desc_t fields_unsloth_dataset[] = {
         .doc = "Fileset with the training rows (`name` or `workspace/name`). (Automodel calls this dataset.training.)",
     },
     {
-        .name = "validation_path", .name_len = 15, .index = 1, .store = NMC_STORE_STRING,
+        .name = "validation_path", .name_len = 15, .index = 1, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_unsloth_dataset_t, validation_path),
         .type = { .kind = NMC_T_STRING, .nullable = true, .when_json = -1, .min_len = 1, .label = "string" },
@@ -2091,7 +2091,7 @@ static const nmc_field_desc_t fields_unsloth_dataset[] = {
         .doc = "Fileset with validation rows; null trains without validation.",
     },
     {
-        .name = "text_field", .name_len = 10, .index = 2, .store = NMC_STORE_STRING,
+        .name = "text_field", .name_len = 10, .index = 2, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_dataset_t, text_field),
         .type = { .kind = NMC_T_STRING, .when_json = -1, .min_len = 1, .label = "string" },
@@ -2100,7 +2100,7 @@ static const nmc_field_desc_t fields_unsloth_dataset[] = {
         .doc = "Column the trainer reads the text from; with apply_chat_template the rendered conversation is written into it.",
     },
     {
-        .name = "apply_chat_template", .name_len = 19, .index = 3, .store = NMC_STORE_BOOL,
+        .name = "apply_chat_template", .name_len = 19, .index = 3, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_dataset_t, apply_chat_template),
         .type = { .kind = NMC_T_BOOL, .when_json = -1, .label = "boolean" },
@@ -2109,7 +2109,7 @@ static const nmc_field_desc_t fields_unsloth_dataset[] = {
         .doc = "Rows carry a `messages` list; render each with the tokenizer's chat template.",
     },
     {
-        .name = "packing", .name_len = 7, .index = 4, .store = NMC_STORE_BOOL,
+        .name = "packing", .name_len = 7, .index = 4, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_dataset_t, packing),
         .type = { .kind = NMC_T_BOOL, .when_json = -1, .label = "boolean" },
@@ -2147,7 +2147,7 @@ static int lookup_unsloth_hardware(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_unsloth_hardware[] = {
     {
-        .name = "gpus", .name_len = 4, .index = 0, .store = NMC_STORE_STRING,
+        .name = "gpus", .name_len = 4, .index = 0, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_unsloth_hardware_t, gpus),
         .type = { .kind = NMC_T_STRING, .pattern = NMC_PAT_GPU_LIST, .nullable = true, .when_json = -1, .label = "string" },
@@ -2155,7 +2155,7 @@ static const nmc_field_desc_t fields_unsloth_hardware[] = {
         .doc = "Value for CUDA_VISIBLE_DEVICES, as comma-separated indices (\"0\" or \"0,1\"). It selects devices, it does not reserve them; training uses one GPU.",
     },
     {
-        .name = "precision", .name_len = 9, .index = 1, .store = NMC_STORE_ENUM,
+        .name = "precision", .name_len = 9, .index = 1, .store = NMC_FSTORE_ENUM,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_hardware_t, precision),
         .type = { .kind = NMC_T_ENUM, .when_json = -1, .enm = &t_unsloth_hardware_precision_enum, .label = "string" },
@@ -2219,7 +2219,7 @@ static int lookup_unsloth_job(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_unsloth_job[] = {
     {
-        .name = "$schema", .name_len = 7, .index = 0, .store = NMC_STORE_NONE,
+        .name = "$schema", .name_len = 7, .index = 0, .store = NMC_FSTORE_NONE,
         .flags = NMC_F_META,
         .offset = 0, /* meta key: no member */
         .type = { .kind = NMC_T_STRING, .when_json = -1, .label = "string" },
@@ -2227,7 +2227,7 @@ static const nmc_field_desc_t fields_unsloth_job[] = {
         .doc = "Optional. The JSON Schema this file follows, for editors; any path or URL whose last component is `automodel.schema.json` or `unsloth.schema.json`. nmc uses it to pick the backend when --backend is not given.",
     },
     {
-        .name = "name", .name_len = 4, .index = 1, .store = NMC_STORE_STRING,
+        .name = "name", .name_len = 4, .index = 1, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_unsloth_job_t, name),
         .type = { .kind = NMC_T_STRING, .nullable = true, .when_json = -1, .label = "string" },
@@ -2235,7 +2235,7 @@ static const nmc_field_desc_t fields_unsloth_job[] = {
         .doc = "Name of the job inside the spec. A name is generated when it is null or left out.",
     },
     {
-        .name = "model", .name_len = 5, .index = 2, .store = NMC_STORE_OBJECT,
+        .name = "model", .name_len = 5, .index = 2, .store = NMC_FSTORE_OBJECT,
         .flags = NMC_F_REQUIRED,
         .offset = offsetof(nmc_unsloth_job_t, model),
         .type = { .kind = NMC_T_OBJECT, .when_json = -1, .obj = &nmc_unsloth_model_desc, .label = "object" },
@@ -2243,7 +2243,7 @@ static const nmc_field_desc_t fields_unsloth_job[] = {
         .doc = "Base model and loading options. An object here (Automodel takes a plain string).",
     },
     {
-        .name = "dataset", .name_len = 7, .index = 3, .store = NMC_STORE_OBJECT,
+        .name = "dataset", .name_len = 7, .index = 3, .store = NMC_FSTORE_OBJECT,
         .flags = NMC_F_REQUIRED,
         .offset = offsetof(nmc_unsloth_job_t, dataset),
         .type = { .kind = NMC_T_OBJECT, .when_json = -1, .obj = &nmc_unsloth_dataset_desc, .label = "object" },
@@ -2251,7 +2251,7 @@ static const nmc_field_desc_t fields_unsloth_job[] = {
         .doc = "Training and validation filesets and row format.",
     },
     {
-        .name = "training", .name_len = 8, .index = 4, .store = NMC_STORE_OBJECT,
+        .name = "training", .name_len = 8, .index = 4, .store = NMC_FSTORE_OBJECT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_job_t, training),
         .type = { .kind = NMC_T_OBJECT, .when_json = -1, .obj = &nmc_unsloth_training_desc, .label = "object" },
@@ -2260,7 +2260,7 @@ static const nmc_field_desc_t fields_unsloth_job[] = {
         .doc = "Method and adapter shape.",
     },
     {
-        .name = "schedule", .name_len = 8, .index = 5, .store = NMC_STORE_OBJECT,
+        .name = "schedule", .name_len = 8, .index = 5, .store = NMC_FSTORE_OBJECT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_job_t, schedule),
         .type = { .kind = NMC_T_OBJECT, .when_json = -1, .obj = &nmc_unsloth_schedule_desc, .label = "object" },
@@ -2269,7 +2269,7 @@ static const nmc_field_desc_t fields_unsloth_job[] = {
         .doc = "Training length, warmup and cadence.",
     },
     {
-        .name = "batch", .name_len = 5, .index = 6, .store = NMC_STORE_OBJECT,
+        .name = "batch", .name_len = 5, .index = 6, .store = NMC_FSTORE_OBJECT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_job_t, batch),
         .type = { .kind = NMC_T_OBJECT, .when_json = -1, .obj = &nmc_unsloth_batch_desc, .label = "object" },
@@ -2278,7 +2278,7 @@ static const nmc_field_desc_t fields_unsloth_job[] = {
         .doc = "Batch size and accumulation.",
     },
     {
-        .name = "optimizer", .name_len = 9, .index = 7, .store = NMC_STORE_OBJECT,
+        .name = "optimizer", .name_len = 9, .index = 7, .store = NMC_FSTORE_OBJECT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_job_t, optimizer),
         .type = { .kind = NMC_T_OBJECT, .when_json = -1, .obj = &nmc_unsloth_optimizer_desc, .label = "object" },
@@ -2287,7 +2287,7 @@ static const nmc_field_desc_t fields_unsloth_job[] = {
         .doc = "Optimizer settings.",
     },
     {
-        .name = "hardware", .name_len = 8, .index = 8, .store = NMC_STORE_OBJECT,
+        .name = "hardware", .name_len = 8, .index = 8, .store = NMC_FSTORE_OBJECT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_job_t, hardware),
         .type = { .kind = NMC_T_OBJECT, .when_json = -1, .obj = &nmc_unsloth_hardware_desc, .label = "object" },
@@ -2296,7 +2296,7 @@ static const nmc_field_desc_t fields_unsloth_job[] = {
         .doc = "GPU selection and mixed precision.",
     },
     {
-        .name = "integrations", .name_len = 12, .index = 9, .store = NMC_STORE_OBJECT_PTR,
+        .name = "integrations", .name_len = 12, .index = 9, .store = NMC_FSTORE_OBJECT_PTR,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_unsloth_job_t, integrations),
         .type = { .kind = NMC_T_OBJECT, .nullable = true, .when_json = -1, .obj = &nmc_integrations_desc, .label = "object" },
@@ -2304,7 +2304,7 @@ static const nmc_field_desc_t fields_unsloth_job[] = {
         .doc = "Experiment tracking with W&B and/or MLflow. Null or absent logs nowhere.",
     },
     {
-        .name = "output", .name_len = 6, .index = 10, .store = NMC_STORE_OBJECT_PTR,
+        .name = "output", .name_len = 6, .index = 10, .store = NMC_FSTORE_OBJECT_PTR,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_unsloth_job_t, output),
         .type = { .kind = NMC_T_OBJECT, .nullable = true, .when_json = -1, .obj = &nmc_unsloth_output_desc, .label = "object" },
@@ -2312,7 +2312,7 @@ static const nmc_field_desc_t fields_unsloth_job[] = {
         .doc = "Name and save method of the result. Null or absent: generated name, adapter saved.",
     },
     {
-        .name = "deployment_config", .name_len = 17, .index = 11, .store = NMC_STORE_UNION,
+        .name = "deployment_config", .name_len = 17, .index = 11, .store = NMC_FSTORE_UNION,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_unsloth_job_t, deployment_config),
         .type = { .kind = NMC_T_UNION, .nullable = true, .when_json = -1, .variants = t_unsloth_job_deployment_config_variants, .n_variants = 2, .label = "string or object" },
@@ -2320,7 +2320,7 @@ static const nmc_field_desc_t fields_unsloth_job[] = {
         .doc = "Deploy the result once training ends: either the name (`name` or `workspace/name`) of a stored deployment config, or an inline DeploymentParams object. Null or absent skips deployment.",
     },
     {
-        .name = "output_model", .name_len = 12, .index = 12, .store = NMC_STORE_JSON,
+        .name = "output_model", .name_len = 12, .index = 12, .store = NMC_FSTORE_JSON,
         .flags = NMC_F_REMOVED,
         .offset = offsetof(nmc_unsloth_job_t, output_model),
         .type = { .kind = NMC_T_ANY_OBJECT, .when_json = -1, .label = "object" },
@@ -2370,7 +2370,7 @@ static int lookup_unsloth_job_request(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_unsloth_job_request[] = {
     {
-        .name = "$schema", .name_len = 7, .index = 0, .store = NMC_STORE_NONE,
+        .name = "$schema", .name_len = 7, .index = 0, .store = NMC_FSTORE_NONE,
         .flags = NMC_F_META,
         .offset = 0, /* meta key: no member */
         .type = { .kind = NMC_T_STRING, .when_json = -1, .label = "string" },
@@ -2378,7 +2378,7 @@ static const nmc_field_desc_t fields_unsloth_job_request[] = {
         .doc = "Optional. The JSON Schema this file follows, for editors; any path or URL whose last component is `automodel.schema.json` or `unsloth.schema.json`. nmc uses it to pick the backend when --backend is not given.",
     },
     {
-        .name = "name", .name_len = 4, .index = 1, .store = NMC_STORE_STRING,
+        .name = "name", .name_len = 4, .index = 1, .store = NMC_FSTORE_STRING,
         .flags = 0,
         .offset = offsetof(nmc_unsloth_job_request_t, name),
         .type = { .kind = NMC_T_STRING, .when_json = -1, .label = "string" },
@@ -2386,7 +2386,7 @@ static const nmc_field_desc_t fields_unsloth_job_request[] = {
         .doc = "Job name. When left out, a name starting with the backend's name is generated.",
     },
     {
-        .name = "description", .name_len = 11, .index = 2, .store = NMC_STORE_STRING,
+        .name = "description", .name_len = 11, .index = 2, .store = NMC_FSTORE_STRING,
         .flags = 0,
         .offset = offsetof(nmc_unsloth_job_request_t, description),
         .type = { .kind = NMC_T_STRING, .when_json = -1, .label = "string" },
@@ -2394,7 +2394,7 @@ static const nmc_field_desc_t fields_unsloth_job_request[] = {
         .doc = "Free-text description of the job.",
     },
     {
-        .name = "project", .name_len = 7, .index = 3, .store = NMC_STORE_STRING,
+        .name = "project", .name_len = 7, .index = 3, .store = NMC_FSTORE_STRING,
         .flags = 0,
         .offset = offsetof(nmc_unsloth_job_request_t, project),
         .type = { .kind = NMC_T_STRING, .when_json = -1, .label = "string" },
@@ -2402,7 +2402,7 @@ static const nmc_field_desc_t fields_unsloth_job_request[] = {
         .doc = "Project inside the workspace that groups the job.",
     },
     {
-        .name = "spec", .name_len = 4, .index = 4, .store = NMC_STORE_OBJECT,
+        .name = "spec", .name_len = 4, .index = 4, .store = NMC_FSTORE_OBJECT,
         .flags = NMC_F_REQUIRED,
         .offset = offsetof(nmc_unsloth_job_request_t, spec),
         .type = { .kind = NMC_T_OBJECT, .when_json = -1, .obj = &nmc_unsloth_job_desc, .label = "object" },
@@ -2410,7 +2410,7 @@ static const nmc_field_desc_t fields_unsloth_job_request[] = {
         .doc = "The job configuration itself (the same object a bare job file holds).",
     },
     {
-        .name = "ownership", .name_len = 9, .index = 5, .store = NMC_STORE_JSON,
+        .name = "ownership", .name_len = 9, .index = 5, .store = NMC_FSTORE_JSON,
         .flags = 0,
         .offset = offsetof(nmc_unsloth_job_request_t, ownership),
         .type = { .kind = NMC_T_ANY_OBJECT, .when_json = -1, .label = "object" },
@@ -2418,7 +2418,7 @@ static const nmc_field_desc_t fields_unsloth_job_request[] = {
         .doc = "Ownership metadata, passed through unchanged.",
     },
     {
-        .name = "custom_fields", .name_len = 13, .index = 6, .store = NMC_STORE_JSON,
+        .name = "custom_fields", .name_len = 13, .index = 6, .store = NMC_FSTORE_JSON,
         .flags = 0,
         .offset = offsetof(nmc_unsloth_job_request_t, custom_fields),
         .type = { .kind = NMC_T_ANY_OBJECT, .when_json = -1, .label = "object" },
@@ -2426,7 +2426,7 @@ static const nmc_field_desc_t fields_unsloth_job_request[] = {
         .doc = "Arbitrary user metadata, passed through unchanged.",
     },
     {
-        .name = "output_location", .name_len = 15, .index = 7, .store = NMC_STORE_STRING,
+        .name = "output_location", .name_len = 15, .index = 7, .store = NMC_FSTORE_STRING,
         .flags = 0,
         .offset = offsetof(nmc_unsloth_job_request_t, output_location),
         .type = { .kind = NMC_T_STRING, .when_json = -1, .label = "string" },
@@ -2506,7 +2506,7 @@ static int lookup_unsloth_lora(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_unsloth_lora[] = {
     {
-        .name = "rank", .name_len = 4, .index = 0, .store = NMC_STORE_INT,
+        .name = "rank", .name_len = 4, .index = 0, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_lora_t, rank),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "integer" },
@@ -2515,7 +2515,7 @@ static const nmc_field_desc_t fields_unsloth_lora[] = {
         .doc = "Inner dimension of the low-rank update.",
     },
     {
-        .name = "alpha", .name_len = 5, .index = 1, .store = NMC_STORE_INT,
+        .name = "alpha", .name_len = 5, .index = 1, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_lora_t, alpha),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "integer" },
@@ -2524,7 +2524,7 @@ static const nmc_field_desc_t fields_unsloth_lora[] = {
         .doc = "Scale of the update (alpha / rank). Note: Automodel's default is 32.",
     },
     {
-        .name = "dropout", .name_len = 7, .index = 2, .store = NMC_STORE_FLOAT,
+        .name = "dropout", .name_len = 7, .index = 2, .store = NMC_FSTORE_FLOAT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_lora_t, dropout),
         .type = { .kind = NMC_T_FLOAT, .lo = 0.0, .hi = 1.0, .bounds = NMC_B_GE | NMC_B_LT, .when_json = -1, .label = "number" },
@@ -2533,7 +2533,7 @@ static const nmc_field_desc_t fields_unsloth_lora[] = {
         .doc = "Dropout probability on the adapter path, in [0, 1).",
     },
     {
-        .name = "target_modules", .name_len = 14, .index = 3, .store = NMC_STORE_STR_LIST,
+        .name = "target_modules", .name_len = 14, .index = 3, .store = NMC_FSTORE_STR_LIST,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_lora_t, target_modules),
         .type = { .kind = NMC_T_LIST, .when_json = -1, .sub = &t_unsloth_lora_target_modules_sub, .label = "array" },
@@ -2542,7 +2542,7 @@ static const nmc_field_desc_t fields_unsloth_lora[] = {
         .doc = "Modules that get an adapter. The default covers every attention and MLP projection.",
     },
     {
-        .name = "bias", .name_len = 4, .index = 4, .store = NMC_STORE_ENUM,
+        .name = "bias", .name_len = 4, .index = 4, .store = NMC_FSTORE_ENUM,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_lora_t, bias),
         .type = { .kind = NMC_T_ENUM, .when_json = -1, .enm = &t_unsloth_lora_bias_enum, .label = "string" },
@@ -2551,7 +2551,7 @@ static const nmc_field_desc_t fields_unsloth_lora[] = {
         .doc = "Which bias terms are trained as well.",
     },
     {
-        .name = "use_rslora", .name_len = 10, .index = 5, .store = NMC_STORE_BOOL,
+        .name = "use_rslora", .name_len = 10, .index = 5, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_lora_t, use_rslora),
         .type = { .kind = NMC_T_BOOL, .when_json = -1, .label = "boolean" },
@@ -2560,7 +2560,7 @@ static const nmc_field_desc_t fields_unsloth_lora[] = {
         .doc = "Rank-stabilized scaling (alpha / sqrt(rank)).",
     },
     {
-        .name = "random_state", .name_len = 12, .index = 6, .store = NMC_STORE_INT,
+        .name = "random_state", .name_len = 12, .index = 6, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_lora_t, random_state),
         .type = { .kind = NMC_T_INT, .when_json = -1, .label = "integer" },
@@ -2569,7 +2569,7 @@ static const nmc_field_desc_t fields_unsloth_lora[] = {
         .doc = "Seed for the adapter's initial weights.",
     },
     {
-        .name = "use_dora", .name_len = 8, .index = 7, .store = NMC_STORE_BOOL,
+        .name = "use_dora", .name_len = 8, .index = 7, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_lora_t, use_dora),
         .type = { .kind = NMC_T_BOOL, .when_json = -1, .label = "boolean" },
@@ -2578,7 +2578,7 @@ static const nmc_field_desc_t fields_unsloth_lora[] = {
         .doc = "Weight-decomposed LoRA (DoRA); can help at low rank, costs speed.",
     },
     {
-        .name = "loftq_config", .name_len = 12, .index = 8, .store = NMC_STORE_JSON,
+        .name = "loftq_config", .name_len = 12, .index = 8, .store = NMC_FSTORE_JSON,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_unsloth_lora_t, loftq_config),
         .type = { .kind = NMC_T_ANY_OBJECT, .nullable = true, .when_json = -1, .label = "object" },
@@ -2586,7 +2586,7 @@ static const nmc_field_desc_t fields_unsloth_lora[] = {
         .doc = "LoftQ initialization settings for a quantized base; null disables LoftQ.",
     },
     {
-        .name = "modules_to_save", .name_len = 15, .index = 9, .store = NMC_STORE_STR_LIST,
+        .name = "modules_to_save", .name_len = 15, .index = 9, .store = NMC_FSTORE_STR_LIST,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_unsloth_lora_t, modules_to_save),
         .type = { .kind = NMC_T_LIST, .nullable = true, .when_json = -1, .sub = &t_unsloth_lora_modules_to_save_sub, .label = "array" },
@@ -2594,7 +2594,7 @@ static const nmc_field_desc_t fields_unsloth_lora[] = {
         .doc = "Extra modules trained and saved in full, e.g. embed_tokens and lm_head (for new tokens or continued pretraining).",
     },
     {
-        .name = "layers_to_transform", .name_len = 19, .index = 10, .store = NMC_STORE_UNION,
+        .name = "layers_to_transform", .name_len = 19, .index = 10, .store = NMC_FSTORE_UNION,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_unsloth_lora_t, layers_to_transform),
         .type = { .kind = NMC_T_UNION, .nullable = true, .when_json = -1, .variants = t_unsloth_lora_layers_to_transform_variants, .n_variants = 2, .label = "integer or array" },
@@ -2602,7 +2602,7 @@ static const nmc_field_desc_t fields_unsloth_lora[] = {
         .doc = "Only adapt these layer indices (one index or a list). Null adapts every layer.",
     },
     {
-        .name = "layer_replication", .name_len = 17, .index = 11, .store = NMC_STORE_JSON,
+        .name = "layer_replication", .name_len = 17, .index = 11, .store = NMC_FSTORE_JSON,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_unsloth_lora_t, layer_replication),
         .type = { .kind = NMC_T_LIST, .nullable = true, .when_json = -1, .sub = &t_unsloth_lora_layer_replication_sub, .label = "array" },
@@ -2610,7 +2610,7 @@ static const nmc_field_desc_t fields_unsloth_lora[] = {
         .doc = "Layer ranges to duplicate and stack, as [start, end] pairs, e.g. [[0, 16], [8, 24]].",
     },
     {
-        .name = "init_lora_weights", .name_len = 17, .index = 12, .store = NMC_STORE_UNION,
+        .name = "init_lora_weights", .name_len = 17, .index = 12, .store = NMC_FSTORE_UNION,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_lora_t, init_lora_weights),
         .type = { .kind = NMC_T_UNION, .when_json = -1, .variants = t_unsloth_lora_init_lora_weights_variants, .n_variants = 2, .label = "boolean or string" },
@@ -2668,7 +2668,7 @@ static int lookup_unsloth_model(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_unsloth_model[] = {
     {
-        .name = "name", .name_len = 4, .index = 0, .store = NMC_STORE_STRING,
+        .name = "name", .name_len = 4, .index = 0, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_REQUIRED,
         .offset = offsetof(nmc_unsloth_model_t, name),
         .type = { .kind = NMC_T_STRING, .when_json = -1, .min_len = 1, .label = "string" },
@@ -2676,7 +2676,7 @@ static const nmc_field_desc_t fields_unsloth_model[] = {
         .doc = "Registered Model Entity to fine-tune (`name` or `workspace/name`); resolved to local files before training.",
     },
     {
-        .name = "max_seq_length", .name_len = 14, .index = 1, .store = NMC_STORE_INT,
+        .name = "max_seq_length", .name_len = 14, .index = 1, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_model_t, max_seq_length),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "integer" },
@@ -2685,7 +2685,7 @@ static const nmc_field_desc_t fields_unsloth_model[] = {
         .doc = "Longest token sequence used in training. (Automodel keeps this under training.)",
     },
     {
-        .name = "load_in_4bit", .name_len = 12, .index = 2, .store = NMC_STORE_BOOL,
+        .name = "load_in_4bit", .name_len = 12, .index = 2, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_model_t, load_in_4bit),
         .type = { .kind = NMC_T_BOOL, .when_json = -1, .label = "boolean" },
@@ -2694,7 +2694,7 @@ static const nmc_field_desc_t fields_unsloth_model[] = {
         .doc = "Load the base weights quantized to 4 bits (bitsandbytes). On by default; must be false for all_weights and when load_in_8bit is true.",
     },
     {
-        .name = "load_in_8bit", .name_len = 12, .index = 3, .store = NMC_STORE_BOOL,
+        .name = "load_in_8bit", .name_len = 12, .index = 3, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_model_t, load_in_8bit),
         .type = { .kind = NMC_T_BOOL, .when_json = -1, .label = "boolean" },
@@ -2703,7 +2703,7 @@ static const nmc_field_desc_t fields_unsloth_model[] = {
         .doc = "Load the base weights quantized to 8 bits. Cannot be combined with load_in_4bit.",
     },
     {
-        .name = "dtype", .name_len = 5, .index = 4, .store = NMC_STORE_ENUM,
+        .name = "dtype", .name_len = 5, .index = 4, .store = NMC_FSTORE_ENUM,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_model_t, dtype),
         .type = { .kind = NMC_T_ENUM, .when_json = -1, .enm = &t_unsloth_model_dtype_enum, .label = "string" },
@@ -2712,7 +2712,7 @@ static const nmc_field_desc_t fields_unsloth_model[] = {
         .doc = "Compute dtype of the model; `auto` picks one from the GPU and checkpoint.",
     },
     {
-        .name = "trust_remote_code", .name_len = 17, .index = 5, .store = NMC_STORE_BOOL,
+        .name = "trust_remote_code", .name_len = 17, .index = 5, .store = NMC_FSTORE_BOOL,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_model_t, trust_remote_code),
         .type = { .kind = NMC_T_BOOL, .when_json = -1, .label = "boolean" },
@@ -2721,7 +2721,7 @@ static const nmc_field_desc_t fields_unsloth_model[] = {
         .doc = "Run custom modelling code that ships with the checkpoint (needed by some hybrid Mamba/MoE models).",
     },
     {
-        .name = "device_map", .name_len = 10, .index = 6, .store = NMC_STORE_UNION,
+        .name = "device_map", .name_len = 10, .index = 6, .store = NMC_FSTORE_UNION,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_unsloth_model_t, device_map),
         .type = { .kind = NMC_T_UNION, .nullable = true, .when_json = -1, .variants = t_unsloth_model_device_map_variants, .n_variants = 3, .label = "string or integer or object" },
@@ -2729,7 +2729,7 @@ static const nmc_field_desc_t fields_unsloth_model[] = {
         .doc = "Where the layers go: a strategy string (`auto`, `balanced`, `sequential`), one device index, or a map from module name to device index. Null puts the whole model on the one visible GPU.",
     },
     {
-        .name = "rope_scaling", .name_len = 12, .index = 7, .store = NMC_STORE_JSON,
+        .name = "rope_scaling", .name_len = 12, .index = 7, .store = NMC_FSTORE_JSON,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_unsloth_model_t, rope_scaling),
         .type = { .kind = NMC_T_ANY_OBJECT, .nullable = true, .when_json = -1, .label = "object" },
@@ -2781,7 +2781,7 @@ static int lookup_unsloth_optimizer(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_unsloth_optimizer[] = {
     {
-        .name = "learning_rate", .name_len = 13, .index = 0, .store = NMC_STORE_FLOAT,
+        .name = "learning_rate", .name_len = 13, .index = 0, .store = NMC_FSTORE_FLOAT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_optimizer_t, learning_rate),
         .type = { .kind = NMC_T_FLOAT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "number" },
@@ -2790,7 +2790,7 @@ static const nmc_field_desc_t fields_unsloth_optimizer[] = {
         .doc = "Peak learning rate.",
     },
     {
-        .name = "weight_decay", .name_len = 12, .index = 1, .store = NMC_STORE_FLOAT,
+        .name = "weight_decay", .name_len = 12, .index = 1, .store = NMC_FSTORE_FLOAT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_optimizer_t, weight_decay),
         .type = { .kind = NMC_T_FLOAT, .lo = 0.0, .bounds = NMC_B_GE, .when_json = -1, .label = "number" },
@@ -2799,7 +2799,7 @@ static const nmc_field_desc_t fields_unsloth_optimizer[] = {
         .doc = "Weight decay (L2-style regularization).",
     },
     {
-        .name = "optim", .name_len = 5, .index = 2, .store = NMC_STORE_ENUM,
+        .name = "optim", .name_len = 5, .index = 2, .store = NMC_FSTORE_ENUM,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_optimizer_t, optim),
         .type = { .kind = NMC_T_ENUM, .when_json = -1, .enm = &t_unsloth_optimizer_optim_enum, .label = "string" },
@@ -2808,7 +2808,7 @@ static const nmc_field_desc_t fields_unsloth_optimizer[] = {
         .doc = "Optimizer. The 8-bit variants keep optimizer state small; adamw_torch_fused is a good pick on Hopper and newer.",
     },
     {
-        .name = "adam_beta1", .name_len = 10, .index = 3, .store = NMC_STORE_FLOAT,
+        .name = "adam_beta1", .name_len = 10, .index = 3, .store = NMC_FSTORE_FLOAT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_optimizer_t, adam_beta1),
         .type = { .kind = NMC_T_FLOAT, .lo = 0.0, .hi = 1.0, .bounds = NMC_B_GE | NMC_B_LT, .when_json = -1, .label = "number" },
@@ -2817,7 +2817,7 @@ static const nmc_field_desc_t fields_unsloth_optimizer[] = {
         .doc = "Decay rate of the first moment, in [0, 1).",
     },
     {
-        .name = "adam_beta2", .name_len = 10, .index = 4, .store = NMC_STORE_FLOAT,
+        .name = "adam_beta2", .name_len = 10, .index = 4, .store = NMC_FSTORE_FLOAT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_optimizer_t, adam_beta2),
         .type = { .kind = NMC_T_FLOAT, .lo = 0.0, .hi = 1.0, .bounds = NMC_B_GE | NMC_B_LT, .when_json = -1, .label = "number" },
@@ -2826,7 +2826,7 @@ static const nmc_field_desc_t fields_unsloth_optimizer[] = {
         .doc = "Decay rate of the second moment, in [0, 1).",
     },
     {
-        .name = "adam_epsilon", .name_len = 12, .index = 5, .store = NMC_STORE_FLOAT,
+        .name = "adam_epsilon", .name_len = 12, .index = 5, .store = NMC_FSTORE_FLOAT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_optimizer_t, adam_epsilon),
         .type = { .kind = NMC_T_FLOAT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "number" },
@@ -2835,7 +2835,7 @@ static const nmc_field_desc_t fields_unsloth_optimizer[] = {
         .doc = "Small constant in Adam's denominator (Automodel spells it adam_eps).",
     },
     {
-        .name = "max_grad_norm", .name_len = 13, .index = 6, .store = NMC_STORE_FLOAT,
+        .name = "max_grad_norm", .name_len = 13, .index = 6, .store = NMC_FSTORE_FLOAT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_optimizer_t, max_grad_norm),
         .type = { .kind = NMC_T_FLOAT, .lo = 0.0, .bounds = NMC_B_GE, .when_json = -1, .label = "number" },
@@ -2844,7 +2844,7 @@ static const nmc_field_desc_t fields_unsloth_optimizer[] = {
         .doc = "Clip the gradient norm to this value.",
     },
     {
-        .name = "label_smoothing_factor", .name_len = 22, .index = 7, .store = NMC_STORE_FLOAT,
+        .name = "label_smoothing_factor", .name_len = 22, .index = 7, .store = NMC_FSTORE_FLOAT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_optimizer_t, label_smoothing_factor),
         .type = { .kind = NMC_T_FLOAT, .lo = 0.0, .hi = 1.0, .bounds = NMC_B_GE | NMC_B_LT, .when_json = -1, .label = "number" },
@@ -2853,7 +2853,7 @@ static const nmc_field_desc_t fields_unsloth_optimizer[] = {
         .doc = "Cross-entropy label smoothing, in [0, 1); 0 turns it off.",
     },
     {
-        .name = "neftune_noise_alpha", .name_len = 19, .index = 8, .store = NMC_STORE_FLOAT,
+        .name = "neftune_noise_alpha", .name_len = 19, .index = 8, .store = NMC_FSTORE_FLOAT,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_unsloth_optimizer_t, neftune_noise_alpha),
         .type = { .kind = NMC_T_FLOAT, .lo = 0.0, .bounds = NMC_B_GE, .nullable = true, .when_json = -1, .label = "number" },
@@ -2891,7 +2891,7 @@ static int lookup_unsloth_output(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_unsloth_output[] = {
     {
-        .name = "name", .name_len = 4, .index = 0, .store = NMC_STORE_STRING,
+        .name = "name", .name_len = 4, .index = 0, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_unsloth_output_t, name),
         .type = { .kind = NMC_T_STRING, .nullable = true, .when_json = -1, .min_len = 1, .label = "string" },
@@ -2899,7 +2899,7 @@ static const nmc_field_desc_t fields_unsloth_output[] = {
         .doc = "Name of the produced model or adapter; null generates one.",
     },
     {
-        .name = "description", .name_len = 11, .index = 1, .store = NMC_STORE_STRING,
+        .name = "description", .name_len = 11, .index = 1, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_unsloth_output_t, description),
         .type = { .kind = NMC_T_STRING, .nullable = true, .when_json = -1, .label = "string" },
@@ -2907,7 +2907,7 @@ static const nmc_field_desc_t fields_unsloth_output[] = {
         .doc = "Description stored with the produced artifact.",
     },
     {
-        .name = "save_method", .name_len = 11, .index = 2, .store = NMC_STORE_ENUM,
+        .name = "save_method", .name_len = 11, .index = 2, .store = NMC_FSTORE_ENUM,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_output_t, save_method),
         .type = { .kind = NMC_T_ENUM, .when_json = -1, .enm = &t_unsloth_output_save_method_enum, .label = "string" },
@@ -2968,7 +2968,7 @@ static int lookup_unsloth_schedule(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_unsloth_schedule[] = {
     {
-        .name = "epochs", .name_len = 6, .index = 0, .store = NMC_STORE_INT,
+        .name = "epochs", .name_len = 6, .index = 0, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_schedule_t, epochs),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "integer" },
@@ -2977,7 +2977,7 @@ static const nmc_field_desc_t fields_unsloth_schedule[] = {
         .doc = "Passes over the data.",
     },
     {
-        .name = "max_steps", .name_len = 9, .index = 1, .store = NMC_STORE_INT,
+        .name = "max_steps", .name_len = 9, .index = 1, .store = NMC_FSTORE_INT,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_unsloth_schedule_t, max_steps),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .nullable = true, .when_json = -1, .label = "integer" },
@@ -2985,7 +2985,7 @@ static const nmc_field_desc_t fields_unsloth_schedule[] = {
         .doc = "Total optimizer steps; when set it wins over epochs.",
     },
     {
-        .name = "warmup_steps", .name_len = 12, .index = 2, .store = NMC_STORE_INT,
+        .name = "warmup_steps", .name_len = 12, .index = 2, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_schedule_t, warmup_steps),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GE, .when_json = -1, .label = "integer" },
@@ -2994,7 +2994,7 @@ static const nmc_field_desc_t fields_unsloth_schedule[] = {
         .doc = "Steps of linear warmup. Cannot be combined with warmup_ratio (0 counts as unset).",
     },
     {
-        .name = "warmup_ratio", .name_len = 12, .index = 3, .store = NMC_STORE_FLOAT,
+        .name = "warmup_ratio", .name_len = 12, .index = 3, .store = NMC_FSTORE_FLOAT,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_unsloth_schedule_t, warmup_ratio),
         .type = { .kind = NMC_T_FLOAT, .lo = 0.0, .hi = 1.0, .bounds = NMC_B_GE | NMC_B_LE, .nullable = true, .when_json = -1, .label = "number" },
@@ -3002,7 +3002,7 @@ static const nmc_field_desc_t fields_unsloth_schedule[] = {
         .doc = "Warmup length as a fraction of all steps, 0 to 1.",
     },
     {
-        .name = "lr_scheduler_type", .name_len = 17, .index = 4, .store = NMC_STORE_ENUM,
+        .name = "lr_scheduler_type", .name_len = 17, .index = 4, .store = NMC_FSTORE_ENUM,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_schedule_t, lr_scheduler_type),
         .type = { .kind = NMC_T_ENUM, .when_json = -1, .enm = &t_unsloth_schedule_lr_scheduler_type_enum, .label = "string" },
@@ -3011,7 +3011,7 @@ static const nmc_field_desc_t fields_unsloth_schedule[] = {
         .doc = "Shape of the learning-rate schedule.",
     },
     {
-        .name = "lr_scheduler_kwargs", .name_len = 19, .index = 5, .store = NMC_STORE_JSON,
+        .name = "lr_scheduler_kwargs", .name_len = 19, .index = 5, .store = NMC_FSTORE_JSON,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_unsloth_schedule_t, lr_scheduler_kwargs),
         .type = { .kind = NMC_T_ANY_OBJECT, .nullable = true, .when_json = -1, .label = "object" },
@@ -3019,7 +3019,7 @@ static const nmc_field_desc_t fields_unsloth_schedule[] = {
         .doc = "Extra scheduler arguments, e.g. {\"num_cycles\": 3} for cosine_with_restarts.",
     },
     {
-        .name = "logging_steps", .name_len = 13, .index = 6, .store = NMC_STORE_INT,
+        .name = "logging_steps", .name_len = 13, .index = 6, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_schedule_t, logging_steps),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .when_json = -1, .label = "integer" },
@@ -3028,7 +3028,7 @@ static const nmc_field_desc_t fields_unsloth_schedule[] = {
         .doc = "Log the loss every this many steps (also the W&B / MLflow cadence).",
     },
     {
-        .name = "save_steps", .name_len = 10, .index = 7, .store = NMC_STORE_INT,
+        .name = "save_steps", .name_len = 10, .index = 7, .store = NMC_FSTORE_INT,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_unsloth_schedule_t, save_steps),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .nullable = true, .when_json = -1, .label = "integer" },
@@ -3036,7 +3036,7 @@ static const nmc_field_desc_t fields_unsloth_schedule[] = {
         .doc = "Write a checkpoint every this many steps; null saves only at the end.",
     },
     {
-        .name = "eval_steps", .name_len = 10, .index = 8, .store = NMC_STORE_INT,
+        .name = "eval_steps", .name_len = 10, .index = 8, .store = NMC_FSTORE_INT,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_unsloth_schedule_t, eval_steps),
         .type = { .kind = NMC_T_INT, .lo = 0.0, .bounds = NMC_B_GT, .nullable = true, .when_json = -1, .label = "integer" },
@@ -3044,7 +3044,7 @@ static const nmc_field_desc_t fields_unsloth_schedule[] = {
         .doc = "Validate every this many steps; null validates once per epoch when a validation fileset is given.",
     },
     {
-        .name = "seed", .name_len = 4, .index = 9, .store = NMC_STORE_INT,
+        .name = "seed", .name_len = 4, .index = 9, .store = NMC_FSTORE_INT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_schedule_t, seed),
         .type = { .kind = NMC_T_INT, .when_json = -1, .label = "integer" },
@@ -3053,7 +3053,7 @@ static const nmc_field_desc_t fields_unsloth_schedule[] = {
         .doc = "Seed of the trainer.",
     },
     {
-        .name = "progress_reporting", .name_len = 18, .index = 10, .store = NMC_STORE_OBJECT,
+        .name = "progress_reporting", .name_len = 18, .index = 10, .store = NMC_FSTORE_OBJECT,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_schedule_t, progress_reporting),
         .type = { .kind = NMC_T_OBJECT, .when_json = -1, .obj = &nmc_progress_reporting_desc, .label = "object" },
@@ -3102,7 +3102,7 @@ static int lookup_unsloth_training(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_unsloth_training[] = {
     {
-        .name = "training_type", .name_len = 13, .index = 0, .store = NMC_STORE_STRING,
+        .name = "training_type", .name_len = 13, .index = 0, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_training_t, training_type),
         .type = { .kind = NMC_T_CONST, .when_json = -1, .const_json = "\"sft\"", .label = "\"sft\"" },
@@ -3111,7 +3111,7 @@ static const nmc_field_desc_t fields_unsloth_training[] = {
         .doc = "Always `sft`: Unsloth has no distillation (use Automodel for that).",
     },
     {
-        .name = "finetuning_type", .name_len = 15, .index = 1, .store = NMC_STORE_ENUM,
+        .name = "finetuning_type", .name_len = 15, .index = 1, .store = NMC_FSTORE_ENUM,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_training_t, finetuning_type),
         .type = { .kind = NMC_T_ENUM, .when_json = -1, .enm = &t_unsloth_training_finetuning_type_enum, .label = "string" },
@@ -3120,7 +3120,7 @@ static const nmc_field_desc_t fields_unsloth_training[] = {
         .doc = "`lora` trains an adapter; `all_weights` trains every weight (needs unquantized loading). Merging is chosen with output.save_method, so there is no lora_merged here.",
     },
     {
-        .name = "lora", .name_len = 4, .index = 2, .store = NMC_STORE_OBJECT_PTR,
+        .name = "lora", .name_len = 4, .index = 2, .store = NMC_FSTORE_OBJECT_PTR,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL | NMC_F_AUTOFILL,
         .offset = offsetof(nmc_unsloth_training_t, lora),
         .type = { .kind = NMC_T_OBJECT, .nullable = true, .when_json = -1, .obj = &nmc_unsloth_lora_desc, .label = "object" },
@@ -3128,7 +3128,7 @@ static const nmc_field_desc_t fields_unsloth_training[] = {
         .doc = "LoRA settings. Left out with finetuning_type lora, it gets the defaults below; must stay unset for all_weights.",
     },
     {
-        .name = "use_gradient_checkpointing", .name_len = 26, .index = 3, .store = NMC_STORE_ENUM,
+        .name = "use_gradient_checkpointing", .name_len = 26, .index = 3, .store = NMC_FSTORE_ENUM,
         .flags = NMC_F_HAS_DEFAULT,
         .offset = offsetof(nmc_unsloth_training_t, use_gradient_checkpointing),
         .type = { .kind = NMC_T_ENUM, .when_json = -1, .enm = &t_unsloth_training_use_gradient_checkpointing_enum, .label = "string" },
@@ -3181,7 +3181,7 @@ static int lookup_wandb_integration(const char *k, size_t n)
 }
 static const nmc_field_desc_t fields_wandb_integration[] = {
     {
-        .name = "project", .name_len = 7, .index = 0, .store = NMC_STORE_STRING,
+        .name = "project", .name_len = 7, .index = 0, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_wandb_integration_t, project),
         .type = { .kind = NMC_T_STRING, .nullable = true, .when_json = -1, .label = "string" },
@@ -3189,7 +3189,7 @@ static const nmc_field_desc_t fields_wandb_integration[] = {
         .doc = "W&B project to log into. Null uses the output name.",
     },
     {
-        .name = "name", .name_len = 4, .index = 1, .store = NMC_STORE_STRING,
+        .name = "name", .name_len = 4, .index = 1, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_wandb_integration_t, name),
         .type = { .kind = NMC_T_STRING, .nullable = true, .when_json = -1, .label = "string" },
@@ -3197,7 +3197,7 @@ static const nmc_field_desc_t fields_wandb_integration[] = {
         .doc = "Display name of the run. Null uses the job id.",
     },
     {
-        .name = "run_name", .name_len = 8, .index = 2, .store = NMC_STORE_STRING,
+        .name = "run_name", .name_len = 8, .index = 2, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_ALIAS,
         .offset = offsetof(nmc_wandb_integration_t, run_name),
         .type = { .kind = NMC_T_STRING, .nullable = true, .when_json = -1, .label = "string" },
@@ -3205,7 +3205,7 @@ static const nmc_field_desc_t fields_wandb_integration[] = {
         .doc = "Old spelling of `name`. Still read, with a deprecation warning; write `name` instead.",
     },
     {
-        .name = "entity", .name_len = 6, .index = 3, .store = NMC_STORE_STRING,
+        .name = "entity", .name_len = 6, .index = 3, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_wandb_integration_t, entity),
         .type = { .kind = NMC_T_STRING, .nullable = true, .when_json = -1, .label = "string" },
@@ -3213,7 +3213,7 @@ static const nmc_field_desc_t fields_wandb_integration[] = {
         .doc = "W&B team or user account that owns the project.",
     },
     {
-        .name = "tags", .name_len = 4, .index = 4, .store = NMC_STORE_STR_LIST,
+        .name = "tags", .name_len = 4, .index = 4, .store = NMC_FSTORE_STR_LIST,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_wandb_integration_t, tags),
         .type = { .kind = NMC_T_LIST, .nullable = true, .when_json = -1, .sub = &t_wandb_integration_tags_sub, .label = "array" },
@@ -3221,7 +3221,7 @@ static const nmc_field_desc_t fields_wandb_integration[] = {
         .doc = "Labels attached to the run, for filtering in the W&B UI.",
     },
     {
-        .name = "notes", .name_len = 5, .index = 5, .store = NMC_STORE_STRING,
+        .name = "notes", .name_len = 5, .index = 5, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_wandb_integration_t, notes),
         .type = { .kind = NMC_T_STRING, .nullable = true, .when_json = -1, .label = "string" },
@@ -3229,7 +3229,7 @@ static const nmc_field_desc_t fields_wandb_integration[] = {
         .doc = "Free-form notes stored with the run.",
     },
     {
-        .name = "base_url", .name_len = 8, .index = 6, .store = NMC_STORE_STRING,
+        .name = "base_url", .name_len = 8, .index = 6, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_wandb_integration_t, base_url),
         .type = { .kind = NMC_T_STRING, .nullable = true, .when_json = -1, .label = "string" },
@@ -3237,7 +3237,7 @@ static const nmc_field_desc_t fields_wandb_integration[] = {
         .doc = "Address of a self-hosted W&B server. Null means the public W&B cloud.",
     },
     {
-        .name = "api_key_secret", .name_len = 14, .index = 7, .store = NMC_STORE_STRING,
+        .name = "api_key_secret", .name_len = 14, .index = 7, .store = NMC_FSTORE_STRING,
         .flags = NMC_F_NULLABLE | NMC_F_HAS_DEFAULT | NMC_F_DEFAULT_NULL,
         .offset = offsetof(nmc_wandb_integration_t, api_key_secret),
         .type = { .kind = NMC_T_STRING, .pattern = NMC_PAT_SECRET_REF, .nullable = true, .when_json = -1, .label = "string" },

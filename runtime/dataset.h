@@ -28,9 +28,8 @@
  */
 #ifndef NMC_DATASET_H
 #define NMC_DATASET_H
-/* job.h and store.h cannot share a translation unit (both define nmc_store_t): this header
- * includes neither; the job is named by its struct tag (dataset_job.c includes job.h, and
- * dataset_store.c store.h). */
+/* This header includes neither job.h nor store.h; the job is named by its struct tag
+ * (dataset_job.c includes job.h, and dataset_store.c store.h). */
 #include "arena.h"
 #include "batch.h"
 #include "chat_template.h"

@@ -590,14 +590,14 @@ static bool const_matches(const nmc_type_desc_t *t, const nmc_json_t *v)
 static int store_for(const nmc_type_desc_t *t)
 {
     switch (t->kind) {
-    case NMC_T_BOOL: return NMC_STORE_BOOL;
-    case NMC_T_INT: return NMC_STORE_INT;
-    case NMC_T_FLOAT: return NMC_STORE_FLOAT;
-    case NMC_T_STRING: return NMC_STORE_STRING;
-    case NMC_T_ENUM: return NMC_STORE_ENUM;
-    case NMC_T_OBJECT: return NMC_STORE_OBJECT_PTR;
-    case NMC_T_UNION: return NMC_STORE_UNION;
-    default: return NMC_STORE_JSON;
+    case NMC_T_BOOL: return NMC_FSTORE_BOOL;
+    case NMC_T_INT: return NMC_FSTORE_INT;
+    case NMC_T_FLOAT: return NMC_FSTORE_FLOAT;
+    case NMC_T_STRING: return NMC_FSTORE_STRING;
+    case NMC_T_ENUM: return NMC_FSTORE_ENUM;
+    case NMC_T_OBJECT: return NMC_FSTORE_OBJECT_PTR;
+    case NMC_T_UNION: return NMC_FSTORE_UNION;
+    default: return NMC_FSTORE_JSON;
     }
 }
 
@@ -628,8 +628,8 @@ static lv_t load_list(ctx_t *c, const nmc_type_desc_t *t, int store, const nmc_j
     const nmc_type_desc_t *it = t->sub;
     int ist = store_for(it);
     void *arr = NULL;
-    size_t esz = store == NMC_STORE_STR_LIST ? sizeof(char *) : store == NMC_STORE_INT_LIST ? sizeof(int64_t)
-               : store == NMC_STORE_FLOAT_LIST ? sizeof(double) : 0;
+    size_t esz = store == NMC_FSTORE_STR_LIST ? sizeof(char *) : store == NMC_FSTORE_INT_LIST ? sizeof(int64_t)
+               : store == NMC_FSTORE_FLOAT_LIST ? sizeof(double) : 0;
     if (esz && n) arr = nmc_arena_alloc(c->a, esz * n);
     bool ok = true;
     for (size_t i = 0; i < n; i++) {
@@ -640,15 +640,15 @@ static lv_t load_list(ctx_t *c, const nmc_type_desc_t *t, int store, const nmc_j
         nmc_path_pop(&c->path);
         if (r == LV_BAD) ok = false;
         if (r != LV_OK || !arr) continue;
-        if (store == NMC_STORE_STR_LIST)
+        if (store == NMC_FSTORE_STR_LIST)
             ((const char **)arr)[i] = it->kind == NMC_T_ENUM ? it->enm->names[tmp.e] : tmp.s;
-        else if (store == NMC_STORE_INT_LIST) ((int64_t *)arr)[i] = tmp.i;
+        else if (store == NMC_FSTORE_INT_LIST) ((int64_t *)arr)[i] = tmp.i;
         else ((double *)arr)[i] = tmp.d;
     }
     if (!ok) return LV_BAD;
-    if (store == NMC_STORE_STR_LIST) *(nmc_str_list_t *)dst = (nmc_str_list_t){ arr, n };
-    else if (store == NMC_STORE_INT_LIST) *(nmc_int_list_t *)dst = (nmc_int_list_t){ arr, n };
-    else if (store == NMC_STORE_FLOAT_LIST) *(nmc_float_list_t *)dst = (nmc_float_list_t){ arr, n };
+    if (store == NMC_FSTORE_STR_LIST) *(nmc_str_list_t *)dst = (nmc_str_list_t){ arr, n };
+    else if (store == NMC_FSTORE_INT_LIST) *(nmc_int_list_t *)dst = (nmc_int_list_t){ arr, n };
+    else if (store == NMC_FSTORE_FLOAT_LIST) *(nmc_float_list_t *)dst = (nmc_float_list_t){ arr, n };
     else *(const nmc_json_t **)dst = v;
     return LV_OK;
 }
@@ -755,13 +755,13 @@ static lv_t load_value(ctx_t *c, const nmc_type_desc_t *t, int store, const nmc_
             if (f && f->doc) nmc_diag_set_help(r, "%s", f->doc);
             return LV_BAD;
         }
-        if (store == NMC_STORE_STRING) *(const char **)dst = v->u.str.s;
+        if (store == NMC_FSTORE_STRING) *(const char **)dst = v->u.str.s;
         else *(const nmc_json_t **)dst = v;
         return LV_OK;
     case NMC_T_OBJECT: {
         if (v->kind != NMC_JSON_OBJECT) return type_error(c, t, v, f);
         void *sub = dst;
-        if (store != NMC_STORE_OBJECT) {
+        if (store != NMC_FSTORE_OBJECT) {
             sub = nmc_arena_alloc(c->a, t->obj->size);
             *(void **)dst = sub;
         }
@@ -835,19 +835,19 @@ static void fill_default(ctx_t *c, const nmc_object_desc_t *od, const nmc_field_
     char *dst = base + f->offset;
     const nmc_default_t *d = &f->def;
     switch (f->store) {
-    case NMC_STORE_BOOL: *(bool *)dst = d->b; break;
-    case NMC_STORE_INT: *(int64_t *)dst = d->i; break;
-    case NMC_STORE_FLOAT: *(double *)dst = d->d; break;
-    case NMC_STORE_STRING: *(const char **)dst = d->s; break;
-    case NMC_STORE_ENUM: *(int *)dst = d->e; break;
-    case NMC_STORE_STR_LIST: *(nmc_str_list_t *)dst = (nmc_str_list_t){ d->sl, d->n }; break;
-    case NMC_STORE_INT_LIST: *(nmc_int_list_t *)dst = (nmc_int_list_t){ d->il, d->n }; break;
-    case NMC_STORE_FLOAT_LIST: *(nmc_float_list_t *)dst = (nmc_float_list_t){ d->fl, d->n }; break;
-    case NMC_STORE_OBJECT:
-    case NMC_STORE_OBJECT_PTR:
+    case NMC_FSTORE_BOOL: *(bool *)dst = d->b; break;
+    case NMC_FSTORE_INT: *(int64_t *)dst = d->i; break;
+    case NMC_FSTORE_FLOAT: *(double *)dst = d->d; break;
+    case NMC_FSTORE_STRING: *(const char **)dst = d->s; break;
+    case NMC_FSTORE_ENUM: *(int *)dst = d->e; break;
+    case NMC_FSTORE_STR_LIST: *(nmc_str_list_t *)dst = (nmc_str_list_t){ d->sl, d->n }; break;
+    case NMC_FSTORE_INT_LIST: *(nmc_int_list_t *)dst = (nmc_int_list_t){ d->il, d->n }; break;
+    case NMC_FSTORE_FLOAT_LIST: *(nmc_float_list_t *)dst = (nmc_float_list_t){ d->fl, d->n }; break;
+    case NMC_FSTORE_OBJECT:
+    case NMC_FSTORE_OBJECT_PTR:
         if (d->json && strcmp(d->json, "{}") == 0) {
             char *sub = dst;
-            if (f->store == NMC_STORE_OBJECT_PTR) {
+            if (f->store == NMC_FSTORE_OBJECT_PTR) {
                 sub = nmc_arena_alloc(c->a, f->type.obj->size);
                 *(void **)dst = sub;
             }
@@ -909,7 +909,7 @@ static void load_member(ctx_t *c, const nmc_object_desc_t *od, const nmc_field_d
     if (f->flags & NMC_F_META) {
         /* checked (a string) and otherwise ignored; no member */
         union { const char *s; int64_t i; } tmp;
-        lv_t r = load_value(c, &f->type, NMC_STORE_STRING, m->value, &tmp, f);
+        lv_t r = load_value(c, &f->type, NMC_FSTORE_STRING, m->value, &tmp, f);
         if (r == LV_BAD) NMC_BIT_SET(bad, f->index);
         return;
     }
@@ -930,17 +930,17 @@ static void copy_alias(const nmc_object_desc_t *od, const nmc_field_desc_t *f, c
     /* same type (c.lua checks): copy the member's bytes; its size is at most that of a union */
     size_t n = sizeof(nmc_union_t) < sz ? sizeof(nmc_union_t) : sz;
     switch (f->store) {
-    case NMC_STORE_BOOL: n = sizeof(bool); break;
-    case NMC_STORE_INT: n = sizeof(int64_t); break;
-    case NMC_STORE_FLOAT: n = sizeof(double); break;
-    case NMC_STORE_ENUM: n = sizeof(int); break;
-    case NMC_STORE_STRING:
-    case NMC_STORE_OBJECT_PTR:
-    case NMC_STORE_JSON: n = sizeof(void *); break;
-    case NMC_STORE_STR_LIST: n = sizeof(nmc_str_list_t); break;
-    case NMC_STORE_INT_LIST: n = sizeof(nmc_int_list_t); break;
-    case NMC_STORE_FLOAT_LIST: n = sizeof(nmc_float_list_t); break;
-    case NMC_STORE_UNION: n = sizeof(nmc_union_t); break;
+    case NMC_FSTORE_BOOL: n = sizeof(bool); break;
+    case NMC_FSTORE_INT: n = sizeof(int64_t); break;
+    case NMC_FSTORE_FLOAT: n = sizeof(double); break;
+    case NMC_FSTORE_ENUM: n = sizeof(int); break;
+    case NMC_FSTORE_STRING:
+    case NMC_FSTORE_OBJECT_PTR:
+    case NMC_FSTORE_JSON: n = sizeof(void *); break;
+    case NMC_FSTORE_STR_LIST: n = sizeof(nmc_str_list_t); break;
+    case NMC_FSTORE_INT_LIST: n = sizeof(nmc_int_list_t); break;
+    case NMC_FSTORE_FLOAT_LIST: n = sizeof(nmc_float_list_t); break;
+    case NMC_FSTORE_UNION: n = sizeof(nmc_union_t); break;
     default: return; /* embedded objects are not aliased */
     }
     memcpy(base + t->offset, base + f->offset, n);
@@ -1245,38 +1245,38 @@ static void explain_object(nmc_json_writer_t *w, const nmc_object_desc_t *od, co
 static void explain_value(nmc_json_writer_t *w, const nmc_field_desc_t *f, const char *p)
 {
     switch (f->store) {
-    case NMC_STORE_BOOL: nmc_jw_bool(w, *(const bool *)p); break;
-    case NMC_STORE_INT: nmc_jw_int(w, *(const int64_t *)p); break;
-    case NMC_STORE_FLOAT: nmc_jw_double(w, *(const double *)p); break;
-    case NMC_STORE_STRING: nmc_jw_string(w, *(const char *const *)p); break;
-    case NMC_STORE_ENUM: nmc_jw_string(w, f->type.enm->names[*(const int *)p]); break;
-    case NMC_STORE_OBJECT: explain_object(w, f->type.obj, p); break;
-    case NMC_STORE_OBJECT_PTR:
+    case NMC_FSTORE_BOOL: nmc_jw_bool(w, *(const bool *)p); break;
+    case NMC_FSTORE_INT: nmc_jw_int(w, *(const int64_t *)p); break;
+    case NMC_FSTORE_FLOAT: nmc_jw_double(w, *(const double *)p); break;
+    case NMC_FSTORE_STRING: nmc_jw_string(w, *(const char *const *)p); break;
+    case NMC_FSTORE_ENUM: nmc_jw_string(w, f->type.enm->names[*(const int *)p]); break;
+    case NMC_FSTORE_OBJECT: explain_object(w, f->type.obj, p); break;
+    case NMC_FSTORE_OBJECT_PTR:
         if (*(void *const *)p) explain_object(w, f->type.obj, *(const char *const *)p);
         else nmc_jw_null(w);
         break;
-    case NMC_STORE_STR_LIST: {
+    case NMC_FSTORE_STR_LIST: {
         const nmc_str_list_t *l = (const void *)p;
         nmc_jw_begin_array(w);
         for (size_t i = 0; i < l->n; i++) nmc_jw_string(w, l->v[i]);
         nmc_jw_end_array(w);
         break;
     }
-    case NMC_STORE_INT_LIST: {
+    case NMC_FSTORE_INT_LIST: {
         const nmc_int_list_t *l = (const void *)p;
         nmc_jw_begin_array(w);
         for (size_t i = 0; i < l->n; i++) nmc_jw_int(w, l->v[i]);
         nmc_jw_end_array(w);
         break;
     }
-    case NMC_STORE_FLOAT_LIST: {
+    case NMC_FSTORE_FLOAT_LIST: {
         const nmc_float_list_t *l = (const void *)p;
         nmc_jw_begin_array(w);
         for (size_t i = 0; i < l->n; i++) nmc_jw_double(w, l->v[i]);
         nmc_jw_end_array(w);
         break;
     }
-    case NMC_STORE_UNION: {
+    case NMC_FSTORE_UNION: {
         const nmc_union_t *u = (const void *)p;
         const nmc_type_desc_t *vt = &f->type.variants[u->variant];
         if (u->obj && vt->kind == NMC_T_OBJECT) explain_object(w, vt->obj, u->obj);
@@ -1284,7 +1284,7 @@ static void explain_value(nmc_json_writer_t *w, const nmc_field_desc_t *f, const
         else nmc_jw_null(w);
         break;
     }
-    case NMC_STORE_JSON:
+    case NMC_FSTORE_JSON:
         if (*(const nmc_json_t *const *)p) nmc_jw_value(w, *(const nmc_json_t *const *)p);
         else nmc_jw_null(w);
         break;

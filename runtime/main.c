@@ -7,6 +7,7 @@
 #include "dataset.h"
 #include "diag.h"
 #include "store.h"
+#include "train.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -19,7 +20,6 @@ typedef struct {
 
 /* ======================= COMMAND DISPATCH TABLE =======================================
  * Add a command here: { name, entry point, one-line summary, usage text or NULL }.
- * Pending (coordinator): train.
  * ====================================================================================== */
 static const command_t COMMANDS[] = {
     { "validate", nmc_cmd_validate, "check job files against a backend's schema and rules", NMC_USAGE_VALIDATE },
@@ -27,6 +27,7 @@ static const command_t COMMANDS[] = {
     { "schema", nmc_cmd_schema, "print a backend's JSON Schema", NMC_USAGE_SCHEMA },
     { "models", nmc_cmd_models, "import, list and show models in the local store", NULL },
     { "filesets", nmc_cmd_filesets, "import, list and show filesets in the local store", NULL },
+    { "train", nmc_cmd_train, "fine-tune a model: run a job end to end", NULL },
     { "data", nmc_cmd_data, "inspect training data exactly as the model will see it", NULL },
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])

@@ -27,11 +27,11 @@ static void read_default(const nmc_field_desc_t *f, nmc_val_t *out)
     out->present = true;
     out->scalar = true;
     switch (f->store) {
-    case NMC_STORE_BOOL: out->v = (nmc_lit_t){ .kind = NMC_LIT_BOOL, .b = f->def.b }; break;
-    case NMC_STORE_INT: out->v = (nmc_lit_t){ .kind = NMC_LIT_INT, .i = f->def.i, .d = (double)f->def.i }; break;
-    case NMC_STORE_FLOAT: out->v = (nmc_lit_t){ .kind = NMC_LIT_FLOAT, .d = f->def.d }; break;
-    case NMC_STORE_STRING:
-    case NMC_STORE_ENUM: out->v = (nmc_lit_t){ .kind = NMC_LIT_STRING, .s = f->def.s }; break;
+    case NMC_FSTORE_BOOL: out->v = (nmc_lit_t){ .kind = NMC_LIT_BOOL, .b = f->def.b }; break;
+    case NMC_FSTORE_INT: out->v = (nmc_lit_t){ .kind = NMC_LIT_INT, .i = f->def.i, .d = (double)f->def.i }; break;
+    case NMC_FSTORE_FLOAT: out->v = (nmc_lit_t){ .kind = NMC_LIT_FLOAT, .d = f->def.d }; break;
+    case NMC_FSTORE_STRING:
+    case NMC_FSTORE_ENUM: out->v = (nmc_lit_t){ .kind = NMC_LIT_STRING, .s = f->def.s }; break;
     default: out->scalar = false; break;
     }
 }
@@ -55,16 +55,16 @@ static void read_field(const char *base, const nmc_object_desc_t *od, const nmc_
     const char *p = base + f->offset;
     out->scalar = true;
     switch (f->store) {
-    case NMC_STORE_BOOL: out->v = (nmc_lit_t){ .kind = NMC_LIT_BOOL, .b = *(const bool *)p }; break;
-    case NMC_STORE_INT: {
+    case NMC_FSTORE_BOOL: out->v = (nmc_lit_t){ .kind = NMC_LIT_BOOL, .b = *(const bool *)p }; break;
+    case NMC_FSTORE_INT: {
         int64_t i = *(const int64_t *)p;
         out->v = (nmc_lit_t){ .kind = NMC_LIT_INT, .i = i, .d = (double)i };
         break;
     }
-    case NMC_STORE_FLOAT: out->v = (nmc_lit_t){ .kind = NMC_LIT_FLOAT, .d = *(const double *)p }; break;
-    case NMC_STORE_STRING: out->v = (nmc_lit_t){ .kind = NMC_LIT_STRING, .s = *(const char *const *)p }; break;
-    case NMC_STORE_ENUM: out->v = (nmc_lit_t){ .kind = NMC_LIT_STRING, .s = f->type.enm->names[*(const int *)p] }; break;
-    case NMC_STORE_UNION: {
+    case NMC_FSTORE_FLOAT: out->v = (nmc_lit_t){ .kind = NMC_LIT_FLOAT, .d = *(const double *)p }; break;
+    case NMC_FSTORE_STRING: out->v = (nmc_lit_t){ .kind = NMC_LIT_STRING, .s = *(const char *const *)p }; break;
+    case NMC_FSTORE_ENUM: out->v = (nmc_lit_t){ .kind = NMC_LIT_STRING, .s = f->type.enm->names[*(const int *)p] }; break;
+    case NMC_FSTORE_UNION: {
         /* a scalar variant reads as that scalar */
         const nmc_union_t *u = (const void *)p;
         const nmc_json_t *j = u->json;
@@ -91,9 +91,9 @@ static const char *step_base(const char *base, const nmc_object_desc_t *od, cons
     if (!NMC_BIT_GET((const uint64_t *)(base + od->has_off), f->index)) return NULL;
     const char *p = base + f->offset;
     switch (f->store) {
-    case NMC_STORE_OBJECT: return p;
-    case NMC_STORE_OBJECT_PTR: return *(const char *const *)p;
-    case NMC_STORE_UNION: {
+    case NMC_FSTORE_OBJECT: return p;
+    case NMC_FSTORE_OBJECT_PTR: return *(const char *const *)p;
+    case NMC_FSTORE_UNION: {
         const nmc_union_t *u = (const void *)p;
         if (u->obj && f->type.variants[u->variant].obj == next) return u->obj;
         return NULL;
@@ -290,10 +290,10 @@ void nmc_rules_autofill(nmc_job_t *job, void *vbase, const nmc_object_desc_t *od
         char *p = base + f->offset;
         if ((f->flags & NMC_F_AUTOFILL) && !NMC_BIT_GET(has, i) &&
             !NMC_BIT_GET((uint64_t *)(base + od->bad_off), i) &&
-            (f->store == NMC_STORE_OBJECT || f->store == NMC_STORE_OBJECT_PTR) &&
+            (f->store == NMC_FSTORE_OBJECT || f->store == NMC_FSTORE_OBJECT_PTR) &&
             all_hold(job, f->autofill, f->n_autofill, NULL) == 1) {
             char *sub = p;
-            if (f->store == NMC_STORE_OBJECT_PTR) {
+            if (f->store == NMC_FSTORE_OBJECT_PTR) {
                 sub = nmc_arena_alloc(job->arena, f->type.obj->size);
                 *(void **)p = sub;
             }
@@ -302,9 +302,9 @@ void nmc_rules_autofill(nmc_job_t *job, void *vbase, const nmc_object_desc_t *od
             NMC_BIT_CLR(nul, i);
         }
         if (!NMC_BIT_GET(has, i)) continue;
-        if (f->store == NMC_STORE_OBJECT) nmc_rules_autofill(job, p, f->type.obj);
-        else if (f->store == NMC_STORE_OBJECT_PTR && *(void **)p) nmc_rules_autofill(job, *(void **)p, f->type.obj);
-        else if (f->store == NMC_STORE_UNION) {
+        if (f->store == NMC_FSTORE_OBJECT) nmc_rules_autofill(job, p, f->type.obj);
+        else if (f->store == NMC_FSTORE_OBJECT_PTR && *(void **)p) nmc_rules_autofill(job, *(void **)p, f->type.obj);
+        else if (f->store == NMC_FSTORE_UNION) {
             nmc_union_t *u = (nmc_union_t *)p;
             if (u->obj) nmc_rules_autofill(job, u->obj, f->type.variants[u->variant].obj);
         }

@@ -60,20 +60,20 @@ typedef enum {
 
 /* How a field's value sits in its struct. */
 typedef enum {
-    NMC_STORE_BOOL,       /* bool */
-    NMC_STORE_INT,        /* int64_t */
-    NMC_STORE_FLOAT,      /* double */
-    NMC_STORE_STRING,     /* const char * (NUL-terminated, arena/tree owned) */
-    NMC_STORE_ENUM,       /* int-sized C enum: index into the enum's names */
-    NMC_STORE_OBJECT,     /* the nested struct, embedded */
-    NMC_STORE_OBJECT_PTR, /* pointer to the nested struct (nullable objects); NULL when unset */
-    NMC_STORE_STR_LIST,   /* nmc_str_list_t */
-    NMC_STORE_INT_LIST,   /* nmc_int_list_t */
-    NMC_STORE_FLOAT_LIST, /* nmc_float_list_t */
-    NMC_STORE_UNION,      /* nmc_union_t */
-    NMC_STORE_JSON,       /* const nmc_json_t * (maps, any_object, other lists, non-string const) */
-    NMC_STORE_NONE        /* no member: a meta key ("$schema"), checked and otherwise ignored */
-} nmc_store_t;
+    NMC_FSTORE_BOOL,       /* bool */
+    NMC_FSTORE_INT,        /* int64_t */
+    NMC_FSTORE_FLOAT,      /* double */
+    NMC_FSTORE_STRING,     /* const char * (NUL-terminated, arena/tree owned) */
+    NMC_FSTORE_ENUM,       /* int-sized C enum: index into the enum's names */
+    NMC_FSTORE_OBJECT,     /* the nested struct, embedded */
+    NMC_FSTORE_OBJECT_PTR, /* pointer to the nested struct (nullable objects); NULL when unset */
+    NMC_FSTORE_STR_LIST,   /* nmc_str_list_t */
+    NMC_FSTORE_INT_LIST,   /* nmc_int_list_t */
+    NMC_FSTORE_FLOAT_LIST, /* nmc_float_list_t */
+    NMC_FSTORE_UNION,      /* nmc_union_t */
+    NMC_FSTORE_JSON,       /* const nmc_json_t * (maps, any_object, other lists, non-string const) */
+    NMC_FSTORE_NONE        /* no member: a meta key ("$schema"), checked and otherwise ignored */
+} nmc_field_store_t;
 
 /* Named string patterns: the JSON Schema carries the regex, C implements each by hand
  * (runtime/job.c, nmc_pattern_match). codegen/c.lua refuses a pattern it does not know. */
@@ -101,7 +101,7 @@ enum {
     NMC_F_REMOVED = 1u << 4,       /* always rejected with `removed` as the message */
     NMC_F_ALIAS = 1u << 5,         /* deprecated alias of field `alias_of` */
     NMC_F_AUTOFILL = 1u << 6,      /* filled with object defaults when `autofill` holds */
-    NMC_F_META = 1u << 7           /* document metadata ("$schema"): no member (NMC_STORE_NONE) */
+    NMC_F_META = 1u << 7           /* document metadata ("$schema"): no member (NMC_FSTORE_NONE) */
 };
 
 typedef struct {
@@ -136,9 +136,9 @@ typedef struct {
     double d;
     const char *s;   /* string, or the enum literal */
     int e;           /* enum index */
-    const char *const *sl; /* NMC_STORE_STR_LIST */
-    const int64_t *il;     /* NMC_STORE_INT_LIST */
-    const double *fl;      /* NMC_STORE_FLOAT_LIST */
+    const char *const *sl; /* NMC_FSTORE_STR_LIST */
+    const int64_t *il;     /* NMC_FSTORE_INT_LIST */
+    const double *fl;      /* NMC_FSTORE_FLOAT_LIST */
     size_t n;              /* list length */
     const char *json;      /* objects ("{}" = every default), maps, unions, other lists */
 } nmc_default_t;
@@ -181,7 +181,7 @@ typedef struct nmc_field_desc {
     const char *name;
     uint16_t name_len;
     uint16_t index;         /* position in its object, = bit number */
-    uint8_t store;          /* nmc_store_t */
+    uint8_t store;          /* nmc_field_store_t */
     uint32_t flags;         /* NMC_F_* */
     size_t offset;          /* offsetof the member */
     nmc_type_desc_t type;
