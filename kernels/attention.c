@@ -13,19 +13,26 @@
  * Threads: fwd splits the B*H (row, head) pairs, bwd the B*KVH (row, kv head) groups, so
  * each output element has one writer and a fixed summation order (any thread count gives
  * the same bits).
- * Rows are vectorized with 16-lane GCC vector types and instantiated for AVX-512, AVX2 and
- * SSE2 (picked with matmul's ISA level); the lane math is identical, so are the bits.
+ * Layout of the work: keys in blocks of ATT_BLOCK, each block of K (and V) transposed once
+ * into scratch, so the scores (and dout.v) of 16 keys are 16-lane FMAs over the head dim;
+ * every query row of the head(s) then visits the block. Forward keeps the running max /
+ * sum per row and rescales the out row in place (flash style). exp is nmc_vexp.
+ * Rows are vectorized with 16-lane GCC vector types (nmc_cpu_vec.h) and instantiated for
+ * AVX-512, AVX2 and SSE2 (picked with matmul's ISA level); the lane math is identical, so
+ * are the bits.
  * Test tolerance: out/lse vs double and vs torch 2e-7 + 2e-6 rel; dq/dk/dv vs central
  * differences of the double forward 1e-6 + 1e-4 rel, vs torch 1e-6 + 1e-5 rel.
  */
 #include "nmc_kernels.h"
 #include "nmc_cpu_internal.h"
+#include "nmc_cpu_vec.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define ATT_BLOCK 64 /* keys per online-softmax block: scores fit in L1, one rescale each */
+#define ATT_BLOCK 64 /* keys per block: a transposed K (and V) block fits in L1 */
+#define ATT_VB (ATT_BLOCK / 16)
 
 typedef struct {
     float *out, *lse, *dq, *dk, *dv;
@@ -35,12 +42,7 @@ typedef struct {
     float scale;
 } att_job_t;
 
-/* 16-lane GCC vector type: one zmm under AVX-512, two ymm under AVX2, four xmm otherwise.
- * Lane arithmetic is the same IEEE mul/add at every ISA level (no FMA contraction in
- * ISO C mode), so all three instantiations below produce the same bits. */
-typedef float v16f __attribute__((vector_size(64)));
-typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
-#define INLINE static inline __attribute__((always_inline))
+#define INLINE NMC_VEC_INLINE
 
 INLINE float dotf(const float *a, const float *b, int n)
 {
@@ -49,9 +51,7 @@ INLINE float dotf(const float *a, const float *b, int n)
     if (n >= 16) {
         v16f acc = {0};
         for (; i + 16 <= n; i += 16) acc += *(const v16u *)(a + i) * *(const v16u *)(b + i);
-        float t[16];
-        memcpy(t, &acc, sizeof t);
-        for (int l = 0; l < 16; l++) s += t[l];
+        s = (float)nmc_vsum(&acc);
     }
     for (; i < n; i++) s += a[i] * b[i];
     return s;
@@ -78,37 +78,108 @@ INLINE int first_key(const att_job_t *j, int b, int i)
     return ds < 0 ? 0 : (ds > i ? i : ds);
 }
 
-/* One query row: online softmax over key blocks. acc has hd floats. */
-INLINE void fwd_row(const att_job_t *j, int b, int h, int i, float *acc)
+/* Block [jb, jb + nb) of a [T, ks]-strided head (hd wide) transposed into
+ * kt[d * ATT_BLOCK + t], lanes t >= nb zero: scores of 16 keys are then 16-lane FMAs
+ * over d, with no horizontal sums. */
+INLINE void transpose_block(float *kt, const float *src, size_t ks, int jb, int nb, int hd)
 {
-    int hd = j->hd, kvh = h / (j->H / j->KVH);
-    size_t qs = (size_t)j->H * hd, ks = (size_t)j->KVH * hd, row0 = (size_t)b * j->T;
-    const float *qi = j->q + (row0 + i) * qs + (size_t)h * hd;
-    const float *kb = j->k + row0 * ks + (size_t)kvh * hd, *vb = j->v + row0 * ks + (size_t)kvh * hd;
-    float s[ATT_BLOCK], m = -INFINITY, l = 0.0f;
-    memset(acc, 0, sizeof(float) * (size_t)hd);
-    for (int j0 = first_key(j, b, i); j0 <= i; j0 += ATT_BLOCK) {
-        int nb = i + 1 - j0 < ATT_BLOCK ? i + 1 - j0 : ATT_BLOCK;
-        float bm = -INFINITY;
-        for (int t = 0; t < nb; t++) {
-            s[t] = j->scale * dotf(qi, kb + (size_t)(j0 + t) * ks, hd);
-            bm = s[t] > bm ? s[t] : bm;
-        }
-        float mn = bm > m ? bm : m;
-        float corr = expf(m - mn); /* exp(-inf) = 0 on the first block */
-        l *= corr;
-        scalef(acc, corr, hd);
-        for (int t = 0; t < nb; t++) {
-            float p = expf(s[t] - mn);
-            l += p;
-            axpyf(acc, p, vb + (size_t)(j0 + t) * ks, hd);
-        }
-        m = mn;
+    for (int t = 0; t < nb; t++) {
+        const float *row = src + (size_t)(jb + t) * ks;
+        for (int d = 0; d < hd; d++) kt[(size_t)d * ATT_BLOCK + t] = row[d];
     }
-    float *o = j->out + (row0 + i) * qs + (size_t)h * hd;
-    float inv = 1.0f / l;
-    for (int d = 0; d < hd; d++) o[d] = acc[d] * inv;
-    j->lse[((size_t)b * j->H + h) * j->T + i] = m + logf(l);
+    for (int d = 0; d < hd; d++)
+        for (int t = nb; t < ATT_BLOCK; t++) kt[(size_t)d * ATT_BLOCK + t] = 0.0f;
+}
+
+/* acc[v] lanes t: sum_d x[d] * kt[d][16 v + t] for the first nv vectors */
+INLINE void row_scores(v16f *acc, const float *x, const float *kt, int hd, int nv)
+{
+    for (int v = 0; v < ATT_VB; v++) acc[v] = (v16f){0};
+    for (int d = 0; d < hd; d++) {
+        const float *kd = kt + (size_t)d * ATT_BLOCK;
+        for (int v = 0; v < nv; v++) acc[v] += x[d] * *(const v16u *)(kd + 16 * v);
+    }
+}
+
+/* lanes of block jb outside keys [lo, hi] set to -inf */
+INLINE void mask_scores(v16f *s, int jb, int lo, int hi, int nv)
+{
+    for (int v = 0; v < nv; v++) {
+        v16i t = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+        t += jb + 16 * v;
+        v16i bad = (t < lo) | (t > hi);
+        s[v] = NMC_VSEL(bad, (v16f){0} - INFINITY, s[v]);
+    }
+}
+
+typedef struct {
+    float *kt, *vt;      /* [hd][ATT_BLOCK] each */
+    float *m, *l;        /* fwd: running max / sum per query row [T] */
+    float *D;            /* bwd: dout . out per (head of group, row) [rep * T] */
+} att_scratch_t;
+
+static int scratch_new(att_scratch_t *w, const att_job_t *j, int bwd)
+{
+    size_t blk = (size_t)j->hd * ATT_BLOCK, rows = (size_t)j->T * (bwd ? (size_t)(j->H / j->KVH) : 2);
+    w->kt = aligned_alloc(64, ((2 * blk + rows) * sizeof(float) + 63) / 64 * 64);
+    if (!w->kt) return -1;
+    w->vt = w->kt + blk;
+    w->m = w->D = w->vt + blk;
+    w->l = w->m + j->T;
+    return 0;
+}
+
+/* Forward of (row b, head h): out rows of the head are the running accumulators. */
+INLINE void fwd_head(const att_job_t *j, int b, int h, att_scratch_t *w)
+{
+    int hd = j->hd, T = j->T, kvh = h / (j->H / j->KVH);
+    size_t qs = (size_t)j->H * hd, ks = (size_t)j->KVH * hd, row0 = (size_t)b * T;
+    const float *q = j->q + row0 * qs + (size_t)h * hd;
+    const float *k = j->k + row0 * ks + (size_t)kvh * hd, *vb = j->v + row0 * ks + (size_t)kvh * hd;
+    float *out = j->out + row0 * qs + (size_t)h * hd;
+    for (int i = 0; i < T; i++) {
+        w->m[i] = -INFINITY;
+        w->l[i] = 0.0f;
+        memset(out + (size_t)i * qs, 0, sizeof(float) * (size_t)hd);
+    }
+    for (int jb = 0; jb < T; jb += ATT_BLOCK) {
+        int nb = T - jb < ATT_BLOCK ? T - jb : ATT_BLOCK;
+        transpose_block(w->kt, k, ks, jb, nb, hd);
+        for (int i = jb; i < T; i++) {
+            int lo = first_key(j, b, i), hi = i < jb + nb - 1 ? i : jb + nb - 1;
+            if (lo < jb) lo = jb;
+            if (lo > hi) continue;
+            int nv = (hi - jb) / 16 + 1;
+            v16f s[ATT_VB];
+            row_scores(s, q + (size_t)i * qs, w->kt, hd, nv);
+            for (int v = 0; v < nv; v++) s[v] *= j->scale;
+            mask_scores(s, jb, lo, hi, nv);
+            float bm = -INFINITY;
+            for (int v = 0; v < nv; v++) {
+                float x = nmc_vmax(&s[v]);
+                bm = x > bm ? x : bm;
+            }
+            float mn = bm > w->m[i] ? bm : w->m[i];
+            float corr = expf(w->m[i] - mn); /* exp(-inf) = 0 on the row's first block */
+            float p[ATT_BLOCK] __attribute__((aligned(64)));
+            double ps = 0.0;
+            for (int v = 0; v < nv; v++) {
+                v16f x = s[v] - mn, e;
+                nmc_vexp(&e, &x);
+                ps += nmc_vsum(&e);
+                memcpy(p + 16 * v, &e, sizeof e);
+            }
+            float *o = out + (size_t)i * qs;
+            w->l[i] = w->l[i] * corr + (float)ps;
+            scalef(o, corr, hd);
+            for (int t = lo - jb; t <= hi - jb; t++) axpyf(o, p[t], vb + (size_t)(jb + t) * ks, hd);
+            w->m[i] = mn;
+        }
+    }
+    for (int i = 0; i < T; i++) {
+        scalef(out + (size_t)i * qs, 1.0f / w->l[i], hd);
+        j->lse[((size_t)b * j->H + h) * T + i] = w->m[i] + logf(w->l[i]);
+    }
 }
 
 INLINE void fwd_body(void *ctx, int id, int n)
@@ -116,53 +187,88 @@ INLINE void fwd_body(void *ctx, int id, int n)
     const att_job_t *j = ctx;
     size_t lo, hi;
     nmc_cpu_range((size_t)j->B * j->H, id, n, &lo, &hi);
-    float *acc = malloc(sizeof(float) * (size_t)j->hd);
+    att_scratch_t w;
+    int ok = scratch_new(&w, j, 0) == 0;
     for (size_t t = lo; t < hi; t++) {
         int b = (int)(t / (size_t)j->H), h = (int)(t % (size_t)j->H);
+        if (ok) {
+            fwd_head(j, b, h, &w);
+            continue;
+        }
+        /* out of memory: poison the outputs so the loss turns NaN visibly */
         for (int i = 0; i < j->T; i++) {
-            if (acc) {
-                fwd_row(j, b, h, i, acc);
-                continue;
-            }
-            /* out of memory: poison the outputs so the loss turns NaN visibly */
             float *o = j->out + ((size_t)b * j->T + i) * j->H * j->hd + (size_t)h * j->hd;
             for (int d = 0; d < j->hd; d++) o[d] = NAN;
             j->lse[((size_t)b * j->H + h) * j->T + i] = NAN;
         }
     }
-    free(acc);
+    if (ok) free(w.kt);
 }
 
-/* All query heads of kv group (b, g): accumulates dk/dv rows of the group, writes dq. */
-INLINE void bwd_group(const att_job_t *j, int b, int g)
+/* One query row i of head h against key block jb (keys lo..hi): dq row accumulated,
+ * dk / dv rows of the block accumulated. */
+INLINE void bwd_row(const att_job_t *j, const att_scratch_t *w, int b, int h, int i, int jb,
+                    int lo, int hi, float Di)
 {
-    int hd = j->hd, rep = j->H / j->KVH;
+    int hd = j->hd, g = h / (j->H / j->KVH);
     size_t qs = (size_t)j->H * hd, ks = (size_t)j->KVH * hd, row0 = (size_t)b * j->T;
-    const float *kb = j->k + row0 * ks + (size_t)g * hd, *vb = j->v + row0 * ks + (size_t)g * hd;
+    size_t qo = (row0 + i) * qs + (size_t)h * hd;
+    const float *qi = j->q + qo, *doi = j->dout + qo;
+    float *dqi = j->dq + qo;
+    const float *kb = j->k + row0 * ks + (size_t)g * hd;
     float *dkb = j->dk + row0 * ks + (size_t)g * hd, *dvb = j->dv + row0 * ks + (size_t)g * hd;
-    for (int t = 0; t < j->T; t++) {
-        memset(dkb + (size_t)t * ks, 0, sizeof(float) * (size_t)hd);
-        memset(dvb + (size_t)t * ks, 0, sizeof(float) * (size_t)hd);
+    float lse = j->lse_in[((size_t)b * j->H + h) * j->T + i];
+    int nv = (hi - jb) / 16 + 1;
+    v16f s[ATT_VB], dp[ATT_VB];
+    row_scores(s, qi, w->kt, hd, nv);
+    row_scores(dp, doi, w->vt, hd, nv);
+    float p[ATT_BLOCK] __attribute__((aligned(64))), ds[ATT_BLOCK] __attribute__((aligned(64)));
+    for (int v = 0; v < nv; v++) s[v] = s[v] * j->scale - lse;
+    mask_scores(s, jb, lo, hi, nv);
+    for (int v = 0; v < nv; v++) {
+        v16f e, d;
+        nmc_vexp(&e, &s[v]);
+        d = e * (dp[v] - Di);
+        memcpy(p + 16 * v, &e, sizeof e);
+        memcpy(ds + 16 * v, &d, sizeof d);
     }
-    for (int h = g * rep; h < (g + 1) * rep; h++) {
-        for (int i = 0; i < j->T; i++) {
-            size_t qo = (row0 + i) * qs + (size_t)h * hd;
-            const float *qi = j->q + qo, *doi = j->dout + qo;
-            float *dqi = j->dq + qo;
-            float lse = j->lse_in[((size_t)b * j->H + h) * j->T + i];
-            float Di = dotf(doi, j->out_in + qo, hd);
-            memset(dqi, 0, sizeof(float) * (size_t)hd);
-            for (int jj = first_key(j, b, i); jj <= i; jj++) {
-                const float *kj = kb + (size_t)jj * ks, *vj = vb + (size_t)jj * ks;
-                float p = expf(j->scale * dotf(qi, kj, hd) - lse);
-                float ds = p * (dotf(doi, vj, hd) - Di);
-                axpyf(dqi, ds, kj, hd);
-                axpyf(dkb + (size_t)jj * ks, j->scale * ds, qi, hd);
-                axpyf(dvb + (size_t)jj * ks, p, doi, hd);
-            }
-            scalef(dqi, j->scale, hd);
+    for (int t = lo - jb; t <= hi - jb; t++) {
+        size_t r = (size_t)(jb + t) * ks;
+        axpyf(dqi, ds[t], kb + r, hd);
+        axpyf(dkb + r, j->scale * ds[t], qi, hd);
+        axpyf(dvb + r, p[t], doi, hd);
+    }
+}
+
+/* All query heads of kv group (b, g): dk/dv rows of the group, dq rows of its heads. */
+INLINE void bwd_group(const att_job_t *j, int b, int g, att_scratch_t *w)
+{
+    int hd = j->hd, rep = j->H / j->KVH, T = j->T;
+    size_t qs = (size_t)j->H * hd, ks = (size_t)j->KVH * hd, row0 = (size_t)b * T;
+    const float *kb = j->k + row0 * ks + (size_t)g * hd, *vb = j->v + row0 * ks + (size_t)g * hd;
+    for (int t = 0; t < T; t++) {
+        memset(j->dk + (row0 + t) * ks + (size_t)g * hd, 0, sizeof(float) * (size_t)hd);
+        memset(j->dv + (row0 + t) * ks + (size_t)g * hd, 0, sizeof(float) * (size_t)hd);
+    }
+    for (int r = 0; r < rep; r++)
+        for (int i = 0; i < T; i++) {
+            size_t qo = (row0 + i) * qs + (size_t)(g * rep + r) * hd;
+            memset(j->dq + qo, 0, sizeof(float) * (size_t)hd);
+            w->D[(size_t)r * T + i] = dotf(j->dout + qo, j->out_in + qo, hd);
         }
+    for (int jb = 0; jb < T; jb += ATT_BLOCK) {
+        int nb = T - jb < ATT_BLOCK ? T - jb : ATT_BLOCK;
+        transpose_block(w->kt, kb, ks, jb, nb, hd);
+        transpose_block(w->vt, vb, ks, jb, nb, hd);
+        for (int r = 0; r < rep; r++)
+            for (int i = jb; i < T; i++) {
+                int lo = first_key(j, b, i), hi = i < jb + nb - 1 ? i : jb + nb - 1;
+                if (lo < jb) lo = jb;
+                if (lo <= hi) bwd_row(j, w, b, g * rep + r, i, jb, lo, hi, w->D[(size_t)r * T + i]);
+            }
     }
+    for (int r = 0; r < rep; r++)
+        for (int i = 0; i < T; i++) scalef(j->dq + (row0 + i) * qs + (size_t)(g * rep + r) * hd, j->scale, hd);
 }
 
 INLINE void bwd_body(void *ctx, int id, int n)
@@ -170,7 +276,25 @@ INLINE void bwd_body(void *ctx, int id, int n)
     const att_job_t *j = ctx;
     size_t lo, hi;
     nmc_cpu_range((size_t)j->B * j->KVH, id, n, &lo, &hi);
-    for (size_t t = lo; t < hi; t++) bwd_group(j, (int)(t / (size_t)j->KVH), (int)(t % (size_t)j->KVH));
+    att_scratch_t w;
+    if (scratch_new(&w, j, 1) != 0) {
+        /* out of memory: NaN gradients, visible at the first norm / optimizer step */
+        size_t qs = (size_t)j->H * j->hd, ks = (size_t)j->KVH * j->hd;
+        for (size_t t = lo; t < hi; t++) {
+            int b = (int)(t / (size_t)j->KVH), g = (int)(t % (size_t)j->KVH), rep = j->H / j->KVH;
+            for (int i = 0; i < j->T; i++) {
+                size_t r = (size_t)b * j->T + i;
+                for (int d = 0; d < j->hd; d++) {
+                    j->dk[r * ks + (size_t)g * j->hd + d] = NAN;
+                    j->dv[r * ks + (size_t)g * j->hd + d] = NAN;
+                }
+                for (int d = 0; d < rep * j->hd; d++) j->dq[r * qs + (size_t)g * rep * j->hd + d] = NAN;
+            }
+        }
+        return;
+    }
+    for (size_t t = lo; t < hi; t++) bwd_group(j, (int)(t / (size_t)j->KVH), (int)(t % (size_t)j->KVH), &w);
+    free(w.kt);
 }
 
 /* One instantiation per ISA level (see nmc_cpu_isa in matmul.c). */

@@ -36,6 +36,9 @@
  * Test tolerance: as attention.cu (tests/gpu/test_kernels_gpu.c): out atol 4e-3 + rtol
  *   2 bf16 ulps, lse 1e-4 + 1e-5, dq/dk/dv atol 6% of the gradient RMS + rtol 3 ulps
  *   (P and dS are rounded to bf16 before their matmuls, as FlashAttention-2).
+ * CPU check without a GPU: tests/gpu/fa2_emu/run.sh runs these kernel bodies on a warp
+ *   emulator; it cuts this file at the markers "---- PTX wrappers", "two floats -> bf16x2
+ *   register", "==== host side" and the extern __shared__ line: keep them.
  */
 #include "cuda_common.cuh"
 #include "nmc_cuda_fa2.h"
@@ -379,15 +382,13 @@ __global__ void fa2_dsum_k(float *Dsum, const nmc_bf16 *dout, const nmc_bf16 *ou
     const int c = (int)(tid % L);
     float s = 0.f;
     if (r < rows) {
-        uint4 a = *reinterpret_cast<const uint4 *>(dout + r * HD + c * 8);
-        uint4 o = *reinterpret_cast<const uint4 *>(out + r * HD + c * 8);
-        const __nv_bfloat162 *a2 = reinterpret_cast<const __nv_bfloat162 *>(&a);
-        const __nv_bfloat162 *o2 = reinterpret_cast<const __nv_bfloat162 *>(&o);
+        const uint4 a = *reinterpret_cast<const uint4 *>(dout + r * HD + c * 8);
+        const uint4 o = *reinterpret_cast<const uint4 *>(out + r * HD + c * 8);
+        const uint32_t aw[4] = {a.x, a.y, a.z, a.w}, ow[4] = {o.x, o.y, o.z, o.w};
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-            float2 x = __bfloat1622float2(a2[e]), y = __bfloat1622float2(o2[e]);
-            s += x.x * y.x + x.y * y.y;
-        }
+        for (int e = 0; e < 4; e++) /* bf16 -> fp32 is exact: the bits move up 16 */
+            s += __uint_as_float(aw[e] << 16) * __uint_as_float(ow[e] << 16) +
+                 __uint_as_float(aw[e] & 0xffff0000u) * __uint_as_float(ow[e] & 0xffff0000u);
     }
 #pragma unroll
     for (int off = L / 2; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);

@@ -7,7 +7,8 @@
  *   lse = log sum_j exp(l_j)   (max-shifted, sum in double)
  *   loss = lse - (1-eps) l_y - eps * mean_j(l_j)       (torch cross_entropy, label_smoothing=eps)
  *   dlogits_j = grad_scale * (softmax_j - eps/V - (1-eps) [j == y])   (0 for ignored rows)
- * then dx_c = dlogits W and dW += dlogits^T x_c (both threaded matmuls, fixed order).
+ * (exp vectorized: nmc_vexp in nmc_cpu_vec.h; row sums in float lanes over blocks of 512
+ * then double), then dx_c = dlogits W and dW += dlogits^T x_c (both threaded matmuls, fixed order).
  * Returns the SUM of the per-token losses over non-ignored rows (the caller divides by the
  * token count, as torch's reduction='mean' with ignore_index does). A label outside [0, V)
  * other than -100 makes the result NaN (that row gets no gradient) so the caller can report
@@ -18,9 +19,11 @@
  */
 #include "nmc_kernels.h"
 #include "nmc_cpu_internal.h"
+#include "nmc_cpu_vec.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define NMC_CE_IGNORE (-100)
 #define CE_MAX_LOGITS ((size_t)1 << 24)
@@ -33,32 +36,63 @@ typedef struct {
     float eps, grad_scale;
 } ce_job_t;
 
+/* Sums of 16-lane blocks of CE_SUM_BLOCK elements go to double: float lanes never add
+ * more than CE_SUM_BLOCK / 16 terms. */
+#define CE_SUM_BLOCK 512
+
 /* Loss of one row; when grad, the row becomes grad_scale * dloss/dlogits. */
-static double ce_row(float *l, int32_t y, int V, float eps, float gs, int grad)
+NMC_VEC_INLINE double ce_row(float *l, int32_t y, int V, float eps, float gs, int grad)
 {
     if (y == NMC_CE_IGNORE || y < 0 || y >= V) {
-        if (grad)
-            for (int c = 0; c < V; c++) l[c] = 0.0f;
+        if (grad) memset(l, 0, sizeof(float) * (size_t)V);
         return y == NMC_CE_IGNORE ? 0.0 : NAN;
     }
+    int V16 = V & ~15;
     float m = l[0];
-    for (int c = 1; c < V; c++) m = l[c] > m ? l[c] : m;
+    if (V16) {
+        v16f vm = *(const v16u *)l;
+        for (int c = 16; c < V16; c += 16) {
+            v16f x = *(const v16u *)(l + c);
+            vm = NMC_VSEL(x > vm, x, vm);
+        }
+        m = nmc_vmax(&vm);
+    }
+    for (int c = V16; c < V; c++) m = l[c] > m ? l[c] : m;
+    float ly = l[y];
     double se = 0.0, sl = 0.0;
-    for (int c = 0; c < V; c++) {
-        se += expf(l[c] - m);
+    /* pass 2: l <- exp(l - m), with the sums of exp and of the logits */
+    for (int c0 = 0; c0 < V16; c0 += CE_SUM_BLOCK) {
+        int c1 = c0 + CE_SUM_BLOCK < V16 ? c0 + CE_SUM_BLOCK : V16;
+        v16f ae = {0}, al = {0};
+        for (int c = c0; c < c1; c += 16) {
+            v16f x = *(const v16u *)(l + c);
+            v16f xm = x - m, e;
+            nmc_vexp(&e, &xm);
+            al += x;
+            ae += e;
+            *(v16u *)(l + c) = e;
+        }
+        se += nmc_vsum(&ae);
+        sl += nmc_vsum(&al);
+    }
+    for (int c = V16; c < V; c++) {
         sl += l[c];
+        l[c] = expf(l[c] - m);
+        se += l[c];
     }
     double lse = (double)m + log(se);
-    double loss = lse - (1.0 - eps) * l[y] - (double)eps * (sl / V);
+    double loss = lse - (1.0 - eps) * ly - (double)eps * (sl / V);
     if (grad) {
         float inv = (float)(1.0 / se), u = eps / (float)V;
-        for (int c = 0; c < V; c++) l[c] = gs * (expf(l[c] - m) * inv - u);
+        int c = 0;
+        for (; c < V16; c += 16) *(v16u *)(l + c) = gs * (*(const v16u *)(l + c) * inv - u);
+        for (; c < V; c++) l[c] = gs * (l[c] * inv - u);
         l[y] -= gs * (1.0f - eps);
     }
     return loss;
 }
 
-static void ce_task(void *ctx, int id, int n)
+NMC_VEC_INLINE void ce_body(void *ctx, int id, int n)
 {
     const ce_job_t *j = ctx;
     size_t lo, hi;
@@ -66,6 +100,25 @@ static void ce_task(void *ctx, int id, int n)
     for (size_t r = lo; r < hi; r++)
         j->loss[r] = ce_row(j->logits + r * (size_t)j->V, j->labels[r], j->V, j->eps,
                             j->grad_scale, j->grad);
+}
+
+static void ce_task_generic(void *ctx, int id, int n) { ce_body(ctx, id, n); }
+__attribute__((target("avx2"))) static void ce_task_avx2(void *ctx, int id, int n)
+{
+    ce_body(ctx, id, n);
+}
+__attribute__((target("avx512f"))) static void ce_task_avx512(void *ctx, int id, int n)
+{
+    ce_body(ctx, id, n);
+}
+
+static nmc_cpu_task_fn ce_task(void)
+{
+    switch (nmc_cpu_isa()) {
+    case NMC_ISA_AVX512: return ce_task_avx512;
+    case NMC_ISA_AVX2: return ce_task_avx2;
+    default: return ce_task_generic;
+    }
 }
 
 static int pick_chunk(int chunk, int N, int V)
@@ -97,7 +150,7 @@ double nmc_cpu_lmhead_ce(float *dx, float *dW, const float *x, const float *W,
         const float *xc = x + (size_t)r0 * D;
         nmc_cpu_matmul(logits, xc, W, rows, V, D, 0, 1, 1.0f, 0.0f);
         ce_job_t j = {logits, loss, labels + r0, rows, V, dx != NULL, label_smoothing, grad_scale};
-        nmc_cpu_parallel(ce_task, &j, nmc_cpu_want((size_t)rows * V, 1 << 15));
+        nmc_cpu_parallel(ce_task(), &j, nmc_cpu_want((size_t)rows * V, 1 << 15));
         for (int r = 0; r < rows; r++) total += loss[r];
         if (dx) {
             nmc_cpu_matmul(dx + (size_t)r0 * D, logits, W, rows, D, V, 0, 0, 1.0f, 0.0f);

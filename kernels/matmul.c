@@ -172,20 +172,42 @@ typedef struct {
     int split_n; /* 1: threads own column ranges, 0: row ranges */
 } mm_job_t;
 
+/* Packing is a copy whose cost is paid once per block, but a slow copy is visible next
+ * to the micro-kernel: each layout gets a loop whose inner index walks memory
+ * contiguously (on the source when it is strided, else on both sides). */
+
+/* rows x kc of a row-major source (row stride ld) into one MR-wide panel, p-major. */
+static void pack_rows(float *dst, const float *src, size_t ld, int rows, int kc, int mr)
+{
+    for (int r = 0; r < rows; r++) {
+        const float *s = src + (size_t)r * ld;
+        float *d = dst + r;
+        for (int p = 0; p < kc; p++) d[(size_t)p * mr] = s[p];
+    }
+    for (int r = rows; r < mr; r++)
+        for (int p = 0; p < kc; p++) dst[(size_t)p * mr + r] = 0.0f;
+}
+
+/* kc x cols of a row-major source (row stride ld, the panel's columns contiguous) into
+ * one NR-wide (or MR-wide) panel, p-major. */
+static void pack_cols(float *dst, const float *src, size_t ld, int cols, int kc, int w)
+{
+    for (int p = 0; p < kc; p++, dst += w) {
+        const float *s = src + (size_t)p * ld;
+        for (int c = 0; c < cols; c++) dst[c] = s[c];
+        for (int c = cols; c < w; c++) dst[c] = 0.0f;
+    }
+}
+
 /* op(A)[i0+r, p0+p] for r < mc, p < kc into MR-row panels, p-major; rows >= mc are 0. */
 static void pack_a(float *dst, const mm_job_t *j, int i0, int mc, int p0, int kc)
 {
     int mr = j->isa->mr;
-    for (int ir = 0; ir < mc; ir += mr) {
+    for (int ir = 0; ir < mc; ir += mr, dst += (size_t)mr * kc) {
         int rows = mc - ir < mr ? mc - ir : mr;
-        for (int p = 0; p < kc; p++, dst += mr) {
-            size_t k = (size_t)(p0 + p);
-            for (int r = 0; r < rows; r++) {
-                size_t i = (size_t)(i0 + ir + r);
-                dst[r] = j->transA ? j->A[k * (size_t)j->M + i] : j->A[i * (size_t)j->K + k];
-            }
-            for (int r = rows; r < mr; r++) dst[r] = 0.0f;
-        }
+        size_t i = (size_t)(i0 + ir), k = (size_t)p0;
+        if (j->transA) pack_cols(dst, j->A + k * (size_t)j->M + i, (size_t)j->M, rows, kc, mr);
+        else pack_rows(dst, j->A + i * (size_t)j->K + k, (size_t)j->K, rows, kc, mr);
     }
 }
 
@@ -193,16 +215,11 @@ static void pack_a(float *dst, const mm_job_t *j, int i0, int mc, int p0, int kc
 static void pack_b(float *dst, const mm_job_t *j, int j0, int nc, int p0, int kc)
 {
     int nr = j->isa->nr;
-    for (int jr = 0; jr < nc; jr += nr) {
+    for (int jr = 0; jr < nc; jr += nr, dst += (size_t)nr * kc) {
         int cols = nc - jr < nr ? nc - jr : nr;
-        for (int p = 0; p < kc; p++, dst += nr) {
-            size_t k = (size_t)(p0 + p);
-            for (int c = 0; c < cols; c++) {
-                size_t jj = (size_t)(j0 + jr + c);
-                dst[c] = j->transB ? j->B[jj * (size_t)j->K + k] : j->B[k * (size_t)j->N + jj];
-            }
-            for (int c = cols; c < nr; c++) dst[c] = 0.0f;
-        }
+        size_t jj = (size_t)(j0 + jr), k = (size_t)p0;
+        if (j->transB) pack_rows(dst, j->B + jj * (size_t)j->K + k, (size_t)j->K, cols, kc, nr);
+        else pack_cols(dst, j->B + k * (size_t)j->N + jj, (size_t)j->N, cols, kc, nr);
     }
 }
 

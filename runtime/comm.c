@@ -69,8 +69,7 @@ static const char *auto_kind(const nmc_launch_t *l, nmc_comm_mem_t mem)
 {
     if (l->world == 1) return "single";
     if (mem == NMC_COMM_MEM_DEVICE) return "nccl";
-    int mpi_launch = l->source == NMC_LAUNCH_OPENMPI || l->source == NMC_LAUNCH_PMI;
-    if (mpi_launch && nmc_comm_mpi_available()) return "mpi";
+    if (l->under_mpi && nmc_comm_mpi_available()) return "mpi";
     if (l->local_size == l->world) return "shm";
     return NULL;
 }
@@ -79,9 +78,8 @@ static const char *auto_kind(const nmc_launch_t *l, nmc_comm_mem_t mem)
  * file rendezvous. */
 static int open_nccl(const nmc_launch_t *l, void *stream, nmc_comm_t **out, nmc_diags_t *d)
 {
-    int mpi_launch = l->source == NMC_LAUNCH_OPENMPI || l->source == NMC_LAUNCH_PMI;
     nmc_comm_t *boot = NULL;
-    if (mpi_launch && nmc_comm_mpi_available() && !l->rdzv_dir[0] &&
+    if (l->under_mpi && nmc_comm_mpi_available() && !l->rdzv_dir[0] &&
         nmc_comm_mpi_new(l, &boot, d) != 0)
         return -1;
     return nmc_comm_nccl_new(l, boot, stream, out, d); /* owns boot */

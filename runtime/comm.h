@@ -97,8 +97,9 @@ typedef struct nmc_launch nmc_launch_t;
 
 /* Open the communicator for this process. kind: "auto", "single", "shm", "mpi" or
  * "nccl"; "auto" picks (see docs/distributed.md):
- *   world size 1 -> single; mem DEVICE -> nccl; launched by an MPI launcher (OpenMPI,
- *   PMI) and built with MPI -> mpi; every rank on this node -> shm; else an error.
+ *   world size 1 -> single; mem DEVICE -> nccl (NCCL id through MPI when l->under_mpi,
+ *   built with MPI and NMC_RDZV_DIR unset, else through the rendezvous file);
+ *   l->under_mpi and built with MPI -> mpi; every rank on this node -> shm; else an error.
  * mem: the buffers the caller will pass (HOST for the CPU device, DEVICE for CUDA).
  * cuda_stream: for nccl, the cudaStream_t the caller's device computes on (collectives
  *   are ordered after it and complete before returning); NULL = the legacy default stream.

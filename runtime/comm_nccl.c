@@ -333,10 +333,18 @@ static int init_comm(const nmc_launch_t *l, nccl_t *n, const ncclUniqueId *id,
     if (rc != ncclSuccess) {
         if (n->comm) ncclCommAbort(n->comm);
         n->comm = NULL;
-        return boot_fail(d, "comm-init-failed", NULL, "ncclCommInitRankConfig: %s",
-                         ncclGetErrorString(rc));
+        nmc_diag_t *r = nmc_diag_add(d, NMC_SEV_ERROR, "comm-init-failed", NULL, 0, 0, 0,
+                                     "rank %d: ncclCommInitRankConfig: %s", l->rank,
+                                     ncclGetErrorString(rc));
+        if (rc == ncclInvalidUsage)
+            nmc_diag_set_help(r, "each rank needs its own GPU (two ranks on one GPU is "
+                              "invalid usage): run at most one rank per visible GPU and "
+                              "select it with the local rank; NCCL_DEBUG=WARN says more");
+        else
+            nmc_diag_set_help(r, "rerun with NCCL_DEBUG=WARN; across nodes check "
+                              "NCCL_SOCKET_IFNAME / NCCL_IB_HCA (docs/distributed.md)");
+        return -1;
     }
-    if (l->rank == 0 && n->id_path[0]) unlink(n->id_path);
     return 0;
 }
 
@@ -380,7 +388,11 @@ int nmc_comm_nccl_new(const nmc_launch_t *l, nmc_comm_t *boot, void *cuda_stream
     fill_ops(c);
     ncclUniqueId id;
     memset(&id, 0, sizeof id);
-    if (exchange_id(l, n, &id, d) != 0 || init_comm(l, n, &id, d) != 0) {
+    int rc = exchange_id(l, n, &id, d);
+    if (rc == 0) rc = init_comm(l, n, &id, d);
+    /* every rank has read the id once init returns (or none will): no stale id left */
+    if (l->rank == 0 && n->id_path[0]) unlink(n->id_path);
+    if (rc != 0) {
         nccl_destroy(c);
         return -1;
     }

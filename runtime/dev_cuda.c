@@ -23,6 +23,7 @@
 #ifdef NMC_CUDA
 #include "nmc_cuda.h"
 #include "nmc_cuda_extra.h"
+#include "nmc_cuda_fa2.h"
 
 #define STAGE_BYTES (8u << 20) /* pinned ring for per-step uploads: ~32 steps of 16k-token
                                   batches (4 int32 arrays) before it waits once */
@@ -291,6 +292,42 @@ static nmc_bf16 *pad_space(nmc_dev_t *dev, size_t n)
     return im->att_pad;
 }
 
+/* Kernel choice: the FlashAttention-2-style kernels (kernels/attention_fa2.cu: mma.sync,
+ * register-resident scores; head dims 64 and 128) when they take the shape, else the tiled
+ * WMMA kernels (kernels/attention.cu). NMC_CUDA_ATTENTION=tiled forces the latter (for
+ * comparisons and as an escape hatch). Both are tested against the CPU reference. */
+static int fa2_enabled(void)
+{
+    const char *e = getenv("NMC_CUDA_ATTENTION");
+    return !(e && strcmp(e, "tiled") == 0);
+}
+
+static int attn_fwd_kernel(void *out, float *lse, const void *q, const void *k, const void *v,
+                           const int32_t *doc_start, int B, int T, int H, int KVH, int hd,
+                           float scale, nmc_cuda_ctx_t *c)
+{
+    if (fa2_enabled()) {
+        int rc = nmc_cuda_attention_fa2_fwd(out, lse, q, k, v, doc_start, B, T, H, KVH, hd,
+                                            scale, c);
+        if (rc != NMC_CUDA_FA2_UNSUPPORTED) return rc;
+    }
+    return nmc_cuda_attention_fwd(out, lse, q, k, v, doc_start, B, T, H, KVH, hd, scale, c);
+}
+
+static int attn_bwd_kernel(void *dq, void *dk, void *dv, const void *dout, const void *out,
+                           const float *lse, const void *q, const void *k, const void *v,
+                           const int32_t *doc_start, int B, int T, int H, int KVH, int hd,
+                           float scale, nmc_cuda_ctx_t *c)
+{
+    if (fa2_enabled()) {
+        int rc = nmc_cuda_attention_fa2_bwd(dq, dk, dv, dout, out, lse, q, k, v, doc_start, B,
+                                            T, H, KVH, hd, scale, c);
+        if (rc != NMC_CUDA_FA2_UNSUPPORTED) return rc;
+    }
+    return nmc_cuda_attention_bwd(dq, dk, dv, dout, out, lse, q, k, v, doc_start, B, T, H, KVH,
+                                  hd, scale, c);
+}
+
 /* 16-byte aligned slices of the padding buffer */
 static size_t slot16(size_t n) { return (n + 7) & ~(size_t)7; }
 
@@ -301,7 +338,7 @@ static int cu_attention_fwd(nmc_dev_t *dev, void *out, float *lse, const void *q
     nmc_cuda_ctx_t *c = I(dev)->ctx;
     int hp = att_hd(hd);
     if (hp == hd && aligned16(out) && aligned16(q) && aligned16(k) && aligned16(v)) {
-        TRY(dev, nmc_cuda_attention_fwd(out, lse, q, k, v, doc_start, B, T, H, KVH, hd, scale, c));
+        TRY(dev, attn_fwd_kernel(out, lse, q, k, v, doc_start, B, T, H, KVH, hd, scale, c));
         return 0;
     }
     if (!hp) {
@@ -316,7 +353,7 @@ static int cu_attention_fwd(nmc_dev_t *dev, void *out, float *lse, const void *q
     TRY(dev, nmc_cuda_copy_heads(qp, hp, q, hd, N * H, c));
     TRY(dev, nmc_cuda_copy_heads(kp, hp, k, hd, N * KVH, c));
     TRY(dev, nmc_cuda_copy_heads(vp, hp, v, hd, N * KVH, c));
-    TRY(dev, nmc_cuda_attention_fwd(op, lse, qp, kp, vp, doc_start, B, T, H, KVH, hp, scale, c));
+    TRY(dev, attn_fwd_kernel(op, lse, qp, kp, vp, doc_start, B, T, H, KVH, hp, scale, c));
     TRY(dev, nmc_cuda_copy_heads(out, hd, op, hp, N * H, c));
     return 0;
 }
@@ -332,7 +369,7 @@ static int cu_attention_bwd(nmc_dev_t *dev, void *dq, void *dk, void *dv, const 
     int ok = hp == hd;
     for (int i = 0; i < 8 && ok; i++) ok = aligned16(all[i]);
     if (ok) {
-        TRY(dev, nmc_cuda_attention_bwd(dq, dk, dv, dout, out, lse, q, k, v, doc_start, B, T, H,
+        TRY(dev, attn_bwd_kernel(dq, dk, dv, dout, out, lse, q, k, v, doc_start, B, T, H,
                                         KVH, hd, scale, c));
         return 0;
     }
@@ -351,7 +388,7 @@ static int cu_attention_bwd(nmc_dev_t *dev, void *dq, void *dk, void *dv, const 
     TRY(dev, nmc_cuda_copy_heads(dop, hp, dout, hd, N * H, c));
     TRY(dev, nmc_cuda_copy_heads(kp, hp, k, hd, N * KVH, c));
     TRY(dev, nmc_cuda_copy_heads(vp, hp, v, hd, N * KVH, c));
-    TRY(dev, nmc_cuda_attention_bwd(dqp, dkp, dvp, dop, op, lse, qp, kp, vp, doc_start, B, T, H,
+    TRY(dev, attn_bwd_kernel(dqp, dkp, dvp, dop, op, lse, qp, kp, vp, doc_start, B, T, H,
                                     KVH, hp, scale, c));
     TRY(dev, nmc_cuda_copy_heads(dq, hd, dqp, hp, N * H, c));
     TRY(dev, nmc_cuda_copy_heads(dk, hd, dkp, hp, N * KVH, c));

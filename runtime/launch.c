@@ -6,6 +6,7 @@
 #include "launch.h"
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,6 +213,9 @@ int nmc_launch_detect(nmc_launch_t *l, nmc_getenv_fn get, void *ctx, nmc_diags_t
     env_t e = {get, ctx, d, 0};
     memset(l, 0, sizeof *l);
     detect_source(&e, l);
+    l->under_mpi = l->source == NMC_LAUNCH_OPENMPI || l->source == NMC_LAUNCH_PMI ||
+                   (l->source == NMC_LAUNCH_SLURM &&
+                    (env_get(&e, "PMIX_RANK") || env_get(&e, "PMI_FD")));
     const char *dir = env_get(&e, "NMC_RDZV_DIR");
     if (dir) {
         if (strlen(dir) >= sizeof l->rdzv_dir) {
@@ -331,22 +335,44 @@ static int exit_code(int st, int *sig)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + *sig;
 }
 
-/* Starts rank `rank`; returns its pid or -1. */
+/* In the child before exec: handlers inherited from the parent (a trainer's SIGTERM
+ * handler, a test framework's) must not run in this half-started copy, so caught
+ * signals go back to their default (ignored ones stay ignored, as exec keeps them). */
+static void default_handlers(void)
+{
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigaction sa;
+        if (sigaction(sig, NULL, &sa) != 0) continue;
+        if (sa.sa_handler == SIG_IGN || sa.sa_handler == SIG_DFL) continue;
+        signal(sig, SIG_DFL);
+    }
+}
+
+/* Starts rank `rank`; returns its pid or -1. Signals stay blocked from fork until the
+ * child has reset its handlers, so a stop signal arriving early kills only the child. */
 static pid_t start_rank(char *const argv[], int rank, int n, const char *dir)
 {
     char buf[5 * 1100];
     char **envp = child_env(rank, n, dir, buf);
     if (!envp) return -1;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
+        default_handlers();
         /* the child dies with the supervisor (a killed parent leaves no orphans) */
         prctl(PR_SET_PDEATHSIG, SIGTERM);
+        sigprocmask(SIG_SETMASK, &old, NULL);
         if (getppid() != parent) _exit(127);
         execvpe(argv[0], argv, envp);
         _exit(127);
     }
+    int saved = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     free(envp);
+    errno = saved;
     return pid;
 }
 

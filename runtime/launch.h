@@ -49,6 +49,8 @@ struct nmc_launch {
     int local_rank;  /* rank on this node */
     int local_size;  /* ranks on this node */
     int num_nodes;   /* nodes when the launcher says (Slurm), else 0 = unknown */
+    int under_mpi;   /* MPI_Init can wire up the ranks here: OpenMPI or PMI launch, or
+                        PMIX_RANK / PMI_FD present (srun --mpi=pmix / pmi2) */
     char rdzv_dir[NMC_LAUNCH_PATH_MAX]; /* NMC_RDZV_DIR, "" when unset */
 };
 

@@ -138,6 +138,7 @@ START_TEST(test_launch_each)
                           "OMPI_COMM_WORLD_LOCAL_RANK=1", "OMPI_COMM_WORLD_LOCAL_SIZE=4", NULL};
     ck_assert_int_eq(detect(&l, ompi, &d), 0);
     assert_launch(&l, NMC_LAUNCH_OPENMPI, 5, 8, 1, 4);
+    ck_assert_int_eq(l.under_mpi, 1);
     const char *pmi[] = {"PMI_RANK=2", "PMI_SIZE=4", "MPI_LOCALRANKID=0",
                          "MPI_LOCALNRANKS=2", NULL};
     ck_assert_int_eq(detect(&l, pmi, &d), 0);
@@ -172,6 +173,11 @@ START_TEST(test_launch_slurm)
     ck_assert_int_eq(detect(&l, s2, &d), 0);
     assert_launch(&l, NMC_LAUNCH_SLURM, 3, 8, 3, 4);
     ck_assert_int_eq(l.num_nodes, 2);
+    ck_assert_int_eq(l.under_mpi, 0);
+    const char *s3[] = {"SLURM_PROCID=1", "SLURM_STEP_NUM_TASKS=2", "PMIX_RANK=1", NULL};
+    ck_assert_int_eq(detect(&l, s3, &d), 0);
+    assert_launch(&l, NMC_LAUNCH_SLURM, 1, 2, 1, 2);
+    ck_assert_int_eq(l.under_mpi, 1);
     /* a bare sbatch script (batch step): not a launch */
     const char *batch[] = {"SLURM_PROCID=0", "SLURM_NTASKS=8", "SLURM_JOB_ID=12", NULL};
     ck_assert_int_eq(detect(&l, batch, &d), 0);

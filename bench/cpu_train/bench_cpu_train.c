@@ -8,13 +8,17 @@
  * first, then timed steps; prints one line of key=value pairs that run.sh parses:
  *   nmc mode=lora B=4 T=256 threads=2 params=... trainable=... step_ms=... tok_s=...
  *       gflop_step=... gflops=... peak_gflops=... peak_pct=... loss0=... loss=...
+ * step_ms is the FASTEST timed step (mean_ms the mean): the machine may be shared, and
+ * the fastest step is the implementation's rate; peer.py reports the same way.
  * Tokens = B*T per step. GFLOP per step is the model's matmul work counted analytically
  * (count_flops below: linears, LoRA, causal attention, lm_head; elementwise ops ignored),
  * the same count for any implementation. The fp32 peak is measured in this process by
  * independent FMA chains (the method of bench/cpu_kernels.c) on one core, times threads.
  *
  * Usage: bench_cpu_train --model DIR --mode lora|full [--B 4] [--T 256] [--threads 2]
- *                        [--warmup 2] [--steps 5] [--rank 16] [--seed 1]
+ *                        [--warmup 2] [--steps 5] [--rank 16] [--seed 1] [--profile 1]
+ * --profile 1 wraps the device table's ops with timers and prints, per timed step, the
+ * time of every op (matmuls by shape) to stderr: the tool for finding hot spots.
  */
 #include "model.h"
 #include "nmc_kernels.h"
@@ -27,7 +31,7 @@
 
 typedef struct {
     const char *model, *mode;
-    int B, T, threads, warmup, steps, rank;
+    int B, T, threads, warmup, steps, rank, profile;
     unsigned seed;
 } args_t;
 
@@ -138,7 +142,7 @@ static void make_batch(nmc_batch_t *b, int B, int T, int V, unsigned seed)
         s = s * 1664525u + 1013904223u;
         a[i] = (int32_t)((s >> 8) % (unsigned)V);
     }
-    /* the peer reads the same ids from stdout-free arithmetic: see peer.py make_ids() */
+    /* labels shifted as batch.h says; peer.py draws the same ids (make_ids) */
     for (size_t i = 0; i < n; i++) {
         int t = (int)(i % (size_t)T);
         b->labels[i] = t + 1 < T ? b->input_ids[i + 1] : NMC_IGNORE_INDEX;
@@ -163,9 +167,137 @@ static int die(const char *what, nmc_diags_t *d)
     return 1;
 }
 
+/* ---- --profile: per-op time, by wrapping the device table's function pointers -------- */
+
+enum { MAX_KEYS = 256 };
+typedef struct {
+    char key[96];
+    double sec, flop;
+    long calls;
+} prof_row_t;
+static prof_row_t prof_rows[MAX_KEYS];
+static int prof_n;
+static nmc_dev_t real; /* the unwrapped table */
+
+static void prof_add(const char *key, double sec, double flop)
+{
+    int i = 0;
+    while (i < prof_n && strcmp(prof_rows[i].key, key)) i++;
+    if (i == prof_n) {
+        if (prof_n == MAX_KEYS) return;
+        snprintf(prof_rows[prof_n++].key, sizeof prof_rows[0].key, "%s", key);
+    }
+    prof_rows[i].sec += sec;
+    prof_rows[i].flop += flop;
+    prof_rows[i].calls++;
+}
+
+static int w_matmul(nmc_dev_t *dev, void *C, const void *A, const void *B, int M, int N, int K,
+                    int ta, int tb, float alpha, float beta)
+{
+    char k[96];
+    snprintf(k, sizeof k, "matmul M=%d N=%d K=%d ta=%d tb=%d beta=%g", M, N, K, ta, tb, beta);
+    double t0 = now();
+    int rc = real.matmul(dev, C, A, B, M, N, K, ta, tb, alpha, beta);
+    prof_add(k, now() - t0, 2.0 * M * N * K);
+    return rc;
+}
+static int w_matmul_f32c(nmc_dev_t *dev, float *C, const void *A, const void *B, int M, int N,
+                         int K, int ta, int tb, float alpha, float beta)
+{
+    char k[96];
+    snprintf(k, sizeof k, "matmul M=%d N=%d K=%d ta=%d tb=%d beta=%g", M, N, K, ta, tb, beta);
+    double t0 = now();
+    int rc = real.matmul_f32c(dev, C, A, B, M, N, K, ta, tb, alpha, beta);
+    prof_add(k, now() - t0, 2.0 * M * N * K);
+    return rc;
+}
+#define WRAP(name, params, args)                                                            \
+    static int w_##name params                                                               \
+    {                                                                                        \
+        double t0 = now();                                                                   \
+        int rc = real.name args;                                                             \
+        prof_add(#name, now() - t0, 0);                                                      \
+        return rc;                                                                           \
+    }
+WRAP(copy, (nmc_dev_t *dev, void *dst, const void *src, size_t b), (dev, dst, src, b))
+WRAP(zero, (nmc_dev_t *dev, void *dst, size_t b), (dev, dst, b))
+WRAP(add_act, (nmc_dev_t *dev, void *y, const void *x, size_t n, float a), (dev, y, x, n, a))
+WRAP(rmsnorm_fwd, (nmc_dev_t *dev, void *y, float *r, const void *x, const void *w, int N, int D, float e),
+     (dev, y, r, x, w, N, D, e))
+WRAP(rmsnorm_bwd, (nmc_dev_t *dev, void *dx, float *dw, const void *dy, const void *x, const void *w,
+                   const float *r, int N, int D), (dev, dx, dw, dy, x, w, r, N, D))
+WRAP(rope_fwd, (nmc_dev_t *dev, void *x, const int32_t *p, const float *f, int N, int nh, int hd),
+     (dev, x, p, f, N, nh, hd))
+WRAP(rope_bwd, (nmc_dev_t *dev, void *x, const int32_t *p, const float *f, int N, int nh, int hd),
+     (dev, x, p, f, N, nh, hd))
+WRAP(attention_fwd, (nmc_dev_t *dev, void *o, float *l, const void *q, const void *k, const void *v,
+                     const int32_t *ds, int B, int T, int H, int KVH, int hd, float s),
+     (dev, o, l, q, k, v, ds, B, T, H, KVH, hd, s))
+WRAP(attention_bwd, (nmc_dev_t *dev, void *dq, void *dk, void *dv, const void *dout, const void *o,
+                     const float *l, const void *q, const void *k, const void *v, const int32_t *ds,
+                     int B, int T, int H, int KVH, int hd, float s),
+     (dev, dq, dk, dv, dout, o, l, q, k, v, ds, B, T, H, KVH, hd, s))
+WRAP(swiglu_fwd, (nmc_dev_t *dev, void *h, const void *g, const void *u, size_t n), (dev, h, g, u, n))
+WRAP(swiglu_bwd, (nmc_dev_t *dev, void *dg, void *du, const void *dh, const void *g, const void *u,
+                  size_t n), (dev, dg, du, dh, g, u, n))
+WRAP(lmhead_ce, (nmc_dev_t *dev, double *ls, void *dx, float *dW, const void *x, const void *W,
+                 const int32_t *lab, int N, int D, int V, float e, float gs, int c),
+     (dev, ls, dx, dW, x, W, lab, N, D, V, e, gs, c))
+WRAP(embedding_fwd, (nmc_dev_t *dev, void *o, const int32_t *ids, const void *t, int N, int D),
+     (dev, o, ids, t, N, D))
+WRAP(embedding_bwd, (nmc_dev_t *dev, float *dt, const void *dout, const int32_t *ids, int N, int D),
+     (dev, dt, dout, ids, N, D))
+WRAP(adamw, (nmc_dev_t *dev, float *p, void *pa, const float *g, float *m, float *v, size_t n, float lr,
+             float b1, float b2, float eps, float wd, int l2, long step),
+     (dev, p, pa, g, m, v, n, lr, b1, b2, eps, wd, l2, step))
+
+static void prof_install(nmc_dev_t *dev)
+{
+    real = *dev;
+    dev->matmul = w_matmul;
+    dev->matmul_f32c = w_matmul_f32c;
+    dev->copy = w_copy;
+    dev->zero = w_zero;
+    dev->add_act = w_add_act;
+    dev->rmsnorm_fwd = w_rmsnorm_fwd;
+    dev->rmsnorm_bwd = w_rmsnorm_bwd;
+    dev->rope_fwd = w_rope_fwd;
+    dev->rope_bwd = w_rope_bwd;
+    dev->attention_fwd = w_attention_fwd;
+    dev->attention_bwd = w_attention_bwd;
+    dev->swiglu_fwd = w_swiglu_fwd;
+    dev->swiglu_bwd = w_swiglu_bwd;
+    dev->lmhead_ce = w_lmhead_ce;
+    dev->embedding_fwd = w_embedding_fwd;
+    dev->embedding_bwd = w_embedding_bwd;
+    dev->adamw = w_adamw;
+}
+
+static int by_time(const void *a, const void *b)
+{
+    double x = ((const prof_row_t *)a)->sec, y = ((const prof_row_t *)b)->sec;
+    return x < y ? 1 : (x > y ? -1 : 0);
+}
+
+/* Per timed step: op, calls, ms, GFLOP/s (matmuls). */
+static void prof_print(int steps)
+{
+    qsort(prof_rows, (size_t)prof_n, sizeof prof_rows[0], by_time);
+    double total = 0;
+    for (int i = 0; i < prof_n; i++) total += prof_rows[i].sec;
+    fprintf(stderr, "profile per step (ops total %.1f ms):\n", 1e3 * total / steps);
+    for (int i = 0; i < prof_n; i++) {
+        prof_row_t *r = &prof_rows[i];
+        fprintf(stderr, "  %7.1f ms %5.1f%% %4ld calls %7.1f GFLOP/s  %s\n", 1e3 * r->sec / steps,
+                100 * r->sec / total, r->calls / steps, r->flop > 0 ? r->flop / r->sec / 1e9 : 0.0,
+                r->key);
+    }
+}
+
 static int parse(int argc, char **argv, args_t *a)
 {
-    *a = (args_t){NULL, "lora", 4, 256, 2, 2, 5, 16, 1};
+    *a = (args_t){NULL, "lora", 4, 256, 2, 2, 5, 16, 0, 1};
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
         if (!strcmp(k, "--model")) a->model = v;
@@ -177,6 +309,7 @@ static int parse(int argc, char **argv, args_t *a)
         else if (!strcmp(k, "--steps")) a->steps = atoi(v);
         else if (!strcmp(k, "--rank")) a->rank = atoi(v);
         else if (!strcmp(k, "--seed")) a->seed = (unsigned)atoi(v);
+        else if (!strcmp(k, "--profile")) a->profile = atoi(v);
         else return -1;
     }
     if ((argc - 1) % 2 || !a->model || (strcmp(a->mode, "lora") && strcmp(a->mode, "full")) ||
@@ -227,8 +360,10 @@ int main(int argc, char **argv)
 
     nmc_batch_t b;
     make_batch(&b, a.B, a.T, (int)cfg->vocab_size, a.seed);
-    double loss0 = 0, loss = 0, t_timed = 0;
+    double loss0 = 0, loss = 0, t_timed = 0, t_min = 1e30;
+    if (a.profile) prof_install(dev);
     for (int s = 0; s < a.warmup + a.steps; s++) {
+        if (s == a.warmup) prof_n = 0, memset(prof_rows, 0, sizeof prof_rows);
         double t0 = now(), ls;
         int64_t nt;
         if (nmc_model_zero_grads(m) != 0) return die("zero grads", NULL);
@@ -245,16 +380,17 @@ int main(int argc, char **argv)
         double dt = now() - t0;
         if (s == 0) loss0 = ls / (double)nt;
         loss = ls / (double)nt;
-        if (s >= a.warmup) t_timed += dt;
+        if (s >= a.warmup) t_timed += dt, t_min = dt < t_min ? dt : t_min;
     }
-    double step = t_timed / a.steps, flops = count_flops(cfg, a.B, a.T, a.rank, full);
+    if (a.profile) prof_print(a.steps);
+    double step = t_min, flops = count_flops(cfg, a.B, a.T, a.rank, full);
     double peak = core_peak_gflops() * a.threads;
     double gf = flops / step / 1e9;
-    printf("nmc mode=%s B=%d T=%d threads=%d params=%lld trainable=%lld step_ms=%.1f "
+    printf("nmc mode=%s B=%d T=%d threads=%d params=%lld trainable=%lld step_ms=%.1f mean_ms=%.1f "
            "tok_s=%.1f gflop_step=%.2f gflops=%.1f peak_gflops=%.1f peak_pct=%.1f "
            "loss0=%.4f loss=%.4f\n",
            a.mode, a.B, a.T, a.threads, (long long)params,
-           (long long)nmc_model_trainable_count(m), 1e3 * step, (double)a.B * a.T / step,
+           (long long)nmc_model_trainable_count(m), 1e3 * step, 1e3 * t_timed / a.steps, (double)a.B * a.T / step,
            flops / 1e9, gf, peak, peak > 0 ? 100 * gf / peak : 0.0, loss0, loss);
     for (int i = 0; i < ns; i++) dev->free(dev, slots[i].m), dev->free(dev, slots[i].v);
     free(slots);

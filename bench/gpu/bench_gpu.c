@@ -105,81 +105,55 @@ static void bench_attention(void)
         }
 }
 
-/* TIMED without exit: 0, or -1 when a call or the sync failed */
-#define TIMED_SOFT(ms_out, iters, stmt_rc)                                                  \
-    do {                                                                                    \
-        int rc_ = (stmt_rc) || nmc_cuda_sync(g_ctx);                                        \
-        double t0_ = now_ms();                                                              \
-        for (int it_ = 0; it_ < (iters) && !rc_; it_++) rc_ = (stmt_rc);                    \
-        if (!rc_) rc_ = nmc_cuda_sync(g_ctx);                                               \
-        (ms_out) = (now_ms() - t0_) / (iters);                                              \
-        if (rc_) return -1;                                                                 \
-    } while (0)
+/* the fa2 calls under test; which = 0: forward, 1: forward + backward */
+typedef struct {
+    nmc_bf16 *q, *k, *v, *dout, *out, *dq, *dk, *dv;
+    float *lse;
+    int B, T, H, KVH, hd;
+    float sc;
+} fa2_args_t;
 
-static int fa2_fwd(nmc_bf16 *out, float *lse, nmc_bf16 *q, nmc_bf16 *k, nmc_bf16 *v, int B, int T,
-                   int H, int KVH, int hd, float sc)
+static int fa2_call(const fa2_args_t *a, int which)
 {
-    return nmc_cuda_attention_fa2_fwd(out, lse, q, k, v, NULL, B, T, H, KVH, hd, sc, g_ctx);
+    int rc = nmc_cuda_attention_fa2_fwd(a->out, a->lse, a->q, a->k, a->v, NULL, a->B, a->T, a->H,
+                                        a->KVH, a->hd, a->sc, g_ctx);
+    if (rc || !which) return rc;
+    return nmc_cuda_attention_fa2_bwd(a->dq, a->dk, a->dv, a->dout, a->out, a->lse, a->q, a->k,
+                                      a->v, NULL, a->B, a->T, a->H, a->KVH, a->hd, a->sc, g_ctx);
 }
 
-static int fa2_fb(nmc_bf16 *out, float *lse, nmc_bf16 *q, nmc_bf16 *k, nmc_bf16 *v,
-                  nmc_bf16 *dout, nmc_bf16 *dq, nmc_bf16 *dk, nmc_bf16 *dv, int B, int T, int H,
-                  int KVH, int hd, float sc)
+/* as TIMED, but a failed call or sync returns nonzero instead of exiting */
+static int timed_soft(double *ms, int iters, const fa2_args_t *a, int which)
 {
-    return fa2_fwd(out, lse, q, k, v, B, T, H, KVH, hd, sc) ||
-           nmc_cuda_attention_fa2_bwd(dq, dk, dv, dout, out, lse, q, k, v, NULL, B, T, H, KVH, hd,
-                                      sc, g_ctx);
+    int rc = fa2_call(a, which) || nmc_cuda_sync(g_ctx);
+    double t0 = now_ms();
+    for (int it = 0; it < iters && !rc; it++) rc = fa2_call(a, which);
+    if (!rc) rc = nmc_cuda_sync(g_ctx);
+    *ms = (now_ms() - t0) / iters;
+    return rc;
 }
 
-/* one shape; -1 (nothing printed) when a call failed */
+/* one shape; nonzero (nothing printed) when a call failed */
 static int bench_fa2_shape(int B, int hd)
 {
-    int T = 2048, H = 16, KVH = 8;
-    size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * T * KVH * hd;
-    nmc_bf16 *q = rand_dev(nq, 1.0f, 1), *k = rand_dev(nk, 1.0f, 2), *v = rand_dev(nk, 1.0f, 3);
-    nmc_bf16 *dout = rand_dev(nq, 1.0f, 4);
-    nmc_bf16 *out = zeros_dev(nq * 2), *dq = zeros_dev(nq * 2), *dk = zeros_dev(nk * 2),
-             *dv = zeros_dev(nk * 2);
-    float *lse = zeros_dev((size_t)B * H * T * 4);
-    float sc = 1.0f / sqrtf((float)hd);
+    fa2_args_t a = {0};
+    a.B = B, a.T = 2048, a.H = 16, a.KVH = 8, a.hd = hd, a.sc = 1.0f / sqrtf((float)hd);
+    size_t nq = (size_t)B * a.T * a.H * hd, nk = (size_t)B * a.T * a.KVH * hd;
+    a.q = rand_dev(nq, 1.0f, 1), a.k = rand_dev(nk, 1.0f, 2), a.v = rand_dev(nk, 1.0f, 3);
+    a.dout = rand_dev(nq, 1.0f, 4);
+    a.out = zeros_dev(nq * 2), a.dq = zeros_dev(nq * 2), a.dk = zeros_dev(nk * 2);
+    a.dv = zeros_dev(nk * 2);
+    a.lse = zeros_dev((size_t)B * a.H * a.T * 4);
     double fwd = 0, fb = 0;
-    int rc = 0;
-    do { /* TIMED_SOFT returns from this helper lambda-like block via the inner function */
-        rc = -1;
-        double f_ms, fb_ms;
-        int ok = 1;
-        {
-            int r_ = fa2_fwd(out, lse, q, k, v, B, T, H, KVH, hd, sc) || nmc_cuda_sync(g_ctx);
-            double t0 = now_ms();
-            for (int it = 0; it < 10 && !r_; it++) r_ = fa2_fwd(out, lse, q, k, v, B, T, H, KVH, hd, sc);
-            if (!r_) r_ = nmc_cuda_sync(g_ctx);
-            f_ms = (now_ms() - t0) / 10;
-            ok = !r_;
-        }
-        if (!ok) break;
-        {
-            int r_ = fa2_fb(out, lse, q, k, v, dout, dq, dk, dv, B, T, H, KVH, hd, sc) ||
-                     nmc_cuda_sync(g_ctx);
-            double t0 = now_ms();
-            for (int it = 0; it < 10 && !r_; it++)
-                r_ = fa2_fb(out, lse, q, k, v, dout, dq, dk, dv, B, T, H, KVH, hd, sc);
-            if (!r_) r_ = nmc_cuda_sync(g_ctx);
-            fb_ms = (now_ms() - t0) / 10;
-            ok = !r_;
-        }
-        if (!ok) break;
-        fwd = f_ms;
-        fb = fb_ms;
-        rc = 0;
-    } while (0);
-    if (rc == 0) {
-        double flops = 2.0 * B * H * (double)T * T * hd;
+    int rc = timed_soft(&fwd, 10, &a, 0) || timed_soft(&fb, 10, &a, 1);
+    if (!rc) {
+        double flops = 2.0 * B * a.H * (double)a.T * a.T * hd; /* as bench_attention */
         printf("{\"bench\":\"attention_fa2\",\"B\":%d,\"T\":%d,\"H\":%d,\"KVH\":%d,\"hd\":%d,"
                "\"fwd_ms\":%.4f,\"fwdbwd_ms\":%.4f,\"fwd_tflops\":%.2f,\"fwdbwd_tflops\":%.2f}\n",
-               B, T, H, KVH, hd, fwd, fb, flops / fwd / 1e9, 3.5 * flops / fb / 1e9);
+               B, a.T, a.H, a.KVH, hd, fwd, fb, flops / fwd / 1e9, 3.5 * flops / fb / 1e9);
         fflush(stdout);
     }
-    void *bufs[9] = {q, k, v, dout, out, dq, dk, dv, lse};
+    void *bufs[9] = {a.q, a.k, a.v, a.dout, a.out, a.dq, a.dk, a.dv, a.lse};
     for (int i = 0; i < 9; i++) nmc_cuda_free(g_ctx, bufs[i]);
     return rc;
 }

@@ -11,6 +11,9 @@ means we are faster). Peer definitions:
              into x and W (what HF Llama does); temp memory = peak allocated minus
              inputs and gradient outputs (ours: the logits scratch)
   matmul     torch.matmul in bf16 (cuBLAS), same three products
+  attention_fa2  our FlashAttention-2 kernels on the attention shapes: printed right after
+             the attention rows of the same shape, against the same torch timing
+A bench_gpu that fails part way still has its finished lines compared (exit status 1).
 Usage: bench_vs_torch.py BENCH_GPU_BINARY [--json OUT.jsonl]
 """
 import json
@@ -115,21 +118,45 @@ def main():
         out_json = sys.argv[sys.argv.index("--json") + 1]
     print(f"torch {torch.__version__} on {torch.cuda.get_device_name(0)}", flush=True)
     proc = subprocess.run([sys.argv[1]], capture_output=True, text=True)
-    if proc.returncode != 0:
+    fails = 0
+    if proc.returncode != 0:  # keep what it finished: a late failure must not hide the rest
         print(proc.stdout)
         print(proc.stderr, file=sys.stderr)
-        print(f"bench_gpu failed with status {proc.returncode}")
-        return 1
-    ours = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
+        print(f"bench_gpu failed with status {proc.returncode}; comparing the lines it printed")
+        fails += 1
+    ours = []
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            try:
+                ours.append(json.loads(line))
+            except ValueError:
+                print(f"unreadable bench_gpu line: {line}")
+                fails += 1
+    shape_key = lambda r: (r["B"], r["T"], r["H"], r["KVH"], r["hd"])
+    fa2 = {}
+    for r in ours:
+        if r["bench"] == "attention_fa2" and "error" in r:
+            print(f"attention_fa2 FAILED at B{r.get('B')} hd{r.get('hd')}: {r['error']}")
+            fails += 1
+        elif r["bench"] == "attention_fa2":
+            fa2[shape_key(r)] = r
+    torch_attn = {}
     rows = []
-    fails = 0
     for r in ours:
         try:
-            if r["bench"] == "attention":
+            if r["bench"] in ("attention", "attention_fa2") and "error" not in r:
+                key = shape_key(r)
+                if r["bench"] == "attention_fa2" and key in torch_attn:
+                    continue  # already printed beside the attention rows of its shape
                 t = torch_attention(r)
-                tag = f"attn B{r['B']} T{r['T']} H{r['H']}/{r['KVH']} hd{r['hd']}"
-                rows.append((tag + " fwd", r["fwd_ms"], t["fwd_ms"], t["variant"]))
-                rows.append((tag + " fwd+bwd", r["fwdbwd_ms"], t["fwdbwd_ms"], t["variant"]))
+                torch_attn[key] = t
+                names = [("attn", r)] if r["bench"] == "attention" else []
+                if key in fa2:
+                    names.append(("attn_fa2", fa2[key]))
+                for name, rr in names:
+                    tag = f"{name} B{r['B']} T{r['T']} H{r['H']}/{r['KVH']} hd{r['hd']}"
+                    rows.append((tag + " fwd", rr["fwd_ms"], t["fwd_ms"], t["variant"]))
+                    rows.append((tag + " fwd+bwd", rr["fwdbwd_ms"], t["fwdbwd_ms"], t["variant"]))
             elif r["bench"] == "lmhead_ce":
                 t = torch_lmhead(r)
                 tag = f"lmhead+CE N{r['N']} D{r['D']} V{r['V']}"
