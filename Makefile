@@ -37,11 +37,25 @@ ifeq ($(NMC_CUDA),1)
 CUDA_CFLAGS := -DNMC_CUDA=1 -I$(CUDA_HOME)/include
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lcublas -lstdc++
 CU_SRC  := $(wildcard kernels/*.cu)
+ifneq ($(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h),)
+CUDA_CFLAGS += -DNMC_NCCL=1
+CUDA_LIBS += -lnccl
+endif
 else
 CUDA_CFLAGS :=
 CUDA_LIBS :=
 CU_SRC  :=
 endif
+
+# MPI (OpenMPI's mpicc): the "mpi" communicator (runtime/comm_mpi.c); without it that file
+# compiles to a stub that reports comm-kind-unavailable. NMC_MPI=0 forces that.
+MPICC   ?= $(shell command -v mpicc 2>/dev/null)
+NMC_MPI ?= $(if $(MPICC),1,0)
+ifeq ($(NMC_MPI),1)
+MPI_CFLAGS := -DNMC_MPI=1 $(shell $(MPICC) --showme:compile)
+MPI_LIBS := $(shell $(MPICC) --showme:link)
+endif
+LDLIBS  += $(MPI_LIBS)
 
 LIB_SRC := $(filter-out runtime/main.c,$(wildcard runtime/*.c)) $(wildcard kernels/*.c) $(wildcard generated/*.gen.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_SRC:%.cu=$(BUILD)/%.cu.o)
@@ -57,6 +71,8 @@ $(NMC_BIN): $(BUILD)/runtime/main.o $(BUILD)/libnmc.a
 $(BUILD)/libnmc.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
+
+$(BUILD)/runtime/comm_mpi.o: ALL_CFLAGS += $(MPI_CFLAGS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -32,7 +32,7 @@
 #include <string.h>
 
 #define ATT_BLOCK 64 /* keys per block: a transposed K (and V) block fits in L1 */
-#define ATT_VB (ATT_BLOCK / 16)
+#define ATT_VB (ATT_BLOCK / 16) /* 16-lane vectors per block: row_scores assumes 4 */
 
 typedef struct {
     float *out, *lse, *dq, *dk, *dv;
@@ -91,20 +91,58 @@ INLINE void transpose_block(float *kt, const float *src, size_t ks, int jb, int 
         for (int t = nb; t < ATT_BLOCK; t++) kt[(size_t)d * ATT_BLOCK + t] = 0.0f;
 }
 
-/* acc[v] lanes t: sum_d x[d] * kt[d][16 v + t] for the first nv vectors */
-INLINE void row_scores(v16f *acc, const float *x, const float *kt, int hd, int nv)
+/* acc[v] lanes t: sum_d x[d] * kt[d][16 v + t] (the whole block; the caller masks) */
+INLINE void row_scores(v16f *acc, const float *x, const float *kt, int hd)
 {
-    for (int v = 0; v < ATT_VB; v++) acc[v] = (v16f){0};
+    v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
     for (int d = 0; d < hd; d++) {
         const float *kd = kt + (size_t)d * ATT_BLOCK;
-        for (int v = 0; v < nv; v++) acc[v] += x[d] * *(const v16u *)(kd + 16 * v);
+        float xd = x[d];
+        a0 += xd * *(const v16u *)kd;
+        a1 += xd * *(const v16u *)(kd + 16);
+        a2 += xd * *(const v16u *)(kd + 32);
+        a3 += xd * *(const v16u *)(kd + 48);
+    }
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+}
+
+/* y = a * y + sum_t c[t] * rows[t] (n rows of hd, stride ks). 64 columns at a time in four
+ * independent register sums (one sum would wait on the add latency every row), then 16,
+ * then scalar: y is read and written once. */
+INLINE void rows_combine(float *y, float a, const float *c, const float *rows, size_t ks, int n,
+                         int hd)
+{
+    int d = 0;
+    for (; d + 64 <= hd; d += 64) {
+        v16f a0 = *(const v16u *)(y + d) * a, a1 = *(const v16u *)(y + d + 16) * a;
+        v16f a2 = *(const v16u *)(y + d + 32) * a, a3 = *(const v16u *)(y + d + 48) * a;
+        for (int t = 0; t < n; t++) {
+            const float *r = rows + (size_t)t * ks + d;
+            float ct = c[t];
+            a0 += ct * *(const v16u *)r;
+            a1 += ct * *(const v16u *)(r + 16);
+            a2 += ct * *(const v16u *)(r + 32);
+            a3 += ct * *(const v16u *)(r + 48);
+        }
+        *(v16u *)(y + d) = a0, *(v16u *)(y + d + 16) = a1;
+        *(v16u *)(y + d + 32) = a2, *(v16u *)(y + d + 48) = a3;
+    }
+    for (; d + 16 <= hd; d += 16) {
+        v16f acc = *(const v16u *)(y + d) * a;
+        for (int t = 0; t < n; t++) acc += c[t] * *(const v16u *)(rows + (size_t)t * ks + d);
+        *(v16u *)(y + d) = acc;
+    }
+    for (; d < hd; d++) {
+        float acc = y[d] * a;
+        for (int t = 0; t < n; t++) acc += c[t] * rows[(size_t)t * ks + d];
+        y[d] = acc;
     }
 }
 
 /* lanes of block jb outside keys [lo, hi] set to -inf */
-INLINE void mask_scores(v16f *s, int jb, int lo, int hi, int nv)
+INLINE void mask_scores(v16f *s, int jb, int lo, int hi)
 {
-    for (int v = 0; v < nv; v++) {
+    for (int v = 0; v < ATT_VB; v++) {
         v16i t = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
         t += jb + 16 * v;
         v16i bad = (t < lo) | (t > hi);
@@ -149,30 +187,26 @@ INLINE void fwd_head(const att_job_t *j, int b, int h, att_scratch_t *w)
             int lo = first_key(j, b, i), hi = i < jb + nb - 1 ? i : jb + nb - 1;
             if (lo < jb) lo = jb;
             if (lo > hi) continue;
-            int nv = (hi - jb) / 16 + 1;
             v16f s[ATT_VB];
-            row_scores(s, q + (size_t)i * qs, w->kt, hd, nv);
-            for (int v = 0; v < nv; v++) s[v] *= j->scale;
-            mask_scores(s, jb, lo, hi, nv);
-            float bm = -INFINITY;
-            for (int v = 0; v < nv; v++) {
-                float x = nmc_vmax(&s[v]);
-                bm = x > bm ? x : bm;
-            }
+            row_scores(s, q + (size_t)i * qs, w->kt, hd);
+            for (int v = 0; v < ATT_VB; v++) s[v] *= j->scale;
+            mask_scores(s, jb, lo, hi);
+            v16f vm = s[0];
+            for (int v = 1; v < ATT_VB; v++) vm = NMC_VSEL(s[v] > vm, s[v], vm);
+            float bm = nmc_vmax(&vm);
             float mn = bm > w->m[i] ? bm : w->m[i];
             float corr = expf(w->m[i] - mn); /* exp(-inf) = 0 on the row's first block */
             float p[ATT_BLOCK] __attribute__((aligned(64)));
-            double ps = 0.0;
-            for (int v = 0; v < nv; v++) {
+            v16f es = {0};
+            for (int v = 0; v < ATT_VB; v++) {
                 v16f x = s[v] - mn, e;
                 nmc_vexp(&e, &x);
-                ps += nmc_vsum(&e);
+                es += e;
                 memcpy(p + 16 * v, &e, sizeof e);
             }
             float *o = out + (size_t)i * qs;
-            w->l[i] = w->l[i] * corr + (float)ps;
-            scalef(o, corr, hd);
-            for (int t = lo - jb; t <= hi - jb; t++) axpyf(o, p[t], vb + (size_t)(jb + t) * ks, hd);
+            w->l[i] = w->l[i] * corr + (float)nmc_vsum(&es);
+            rows_combine(o, corr, p + (lo - jb), vb + (size_t)lo * ks, ks, hi - lo + 1, hd);
             w->m[i] = mn;
         }
     }
@@ -218,23 +252,22 @@ INLINE void bwd_row(const att_job_t *j, const att_scratch_t *w, int b, int h, in
     const float *kb = j->k + row0 * ks + (size_t)g * hd;
     float *dkb = j->dk + row0 * ks + (size_t)g * hd, *dvb = j->dv + row0 * ks + (size_t)g * hd;
     float lse = j->lse_in[((size_t)b * j->H + h) * j->T + i];
-    int nv = (hi - jb) / 16 + 1;
     v16f s[ATT_VB], dp[ATT_VB];
-    row_scores(s, qi, w->kt, hd, nv);
-    row_scores(dp, doi, w->vt, hd, nv);
+    row_scores(s, qi, w->kt, hd);
+    row_scores(dp, doi, w->vt, hd);
     float p[ATT_BLOCK] __attribute__((aligned(64))), ds[ATT_BLOCK] __attribute__((aligned(64)));
-    for (int v = 0; v < nv; v++) s[v] = s[v] * j->scale - lse;
-    mask_scores(s, jb, lo, hi, nv);
-    for (int v = 0; v < nv; v++) {
+    for (int v = 0; v < ATT_VB; v++) s[v] = s[v] * j->scale - lse;
+    mask_scores(s, jb, lo, hi);
+    for (int v = 0; v < ATT_VB; v++) {
         v16f e, d;
         nmc_vexp(&e, &s[v]);
         d = e * (dp[v] - Di);
         memcpy(p + 16 * v, &e, sizeof e);
         memcpy(ds + 16 * v, &d, sizeof d);
     }
+    rows_combine(dqi, 1.0f, ds + (lo - jb), kb + (size_t)lo * ks, ks, hi - lo + 1, hd);
     for (int t = lo - jb; t <= hi - jb; t++) {
         size_t r = (size_t)(jb + t) * ks;
-        axpyf(dqi, ds[t], kb + r, hd);
         axpyf(dkb + r, j->scale * ds[t], qi, hd);
         axpyf(dvb + r, p[t], doi, hd);
     }
