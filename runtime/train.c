@@ -10,9 +10,19 @@
  * learning rate of the schedule position, the optimizer update.
  *
  * Validation, checkpoint and logging cadence: docs/training.md ("When things happen").
+ *
+ * Data parallelism (o->comm with more than one rank; docs/distributed.md): every rank runs
+ * this loop on its shard of the data in lockstep. Per step the label and real token counts
+ * are all-reduced BEFORE backward (grad_scale = 1 / global label tokens, so the summed
+ * gradients are exactly the gradient of the global mean loss), the loss sum is all-reduced,
+ * and train_dp.c sums the gradients (one bucket) and updates (plain or ZeRO-1). The stop
+ * decision, validation sums, checkpoint writing and resume are agreed through the
+ * communicator, so every rank takes the same branch; only rank 0 (the one given a run_dir)
+ * writes anything.
  */
 #include "train.h"
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -27,6 +37,7 @@ typedef struct {
     const nmc_train_plan_t *p;
     const nmc_train_opts_t *o;
     nmc_train_data_t *train, *val;
+    nmc_comm_t *comm;             /* NULL unless more than one rank */
     nmc_optim_t opt;
     nmc_sched_t sched;
     int64_t n_batches, spe, total, epochs;
@@ -120,19 +131,22 @@ static int validate(loop_t *L, nmc_diags_t *d)
 {
     nmc_train_data_t *v = L->val;
     if (v->begin_epoch(v->ctx, 0, 0, d)) return -1;
-    double sum = 0;
-    int64_t tok = 0;
-    for (;;) {
+    double acc[2] = {0, 0}; /* CE sum, label tokens (exact in a double below 2^53) */
+    int rank = L->comm ? L->comm->rank : 0, world = L->comm ? L->comm->size : 1;
+    for (int64_t i = 0;; i++) {
         const nmc_batch_t *b = NULL;
         int r = v->next(v->ctx, &b, d);
         if (r < 0) return -1;
         if (r == 0) break;
+        if (i % world != rank) continue; /* validation batches dealt round-robin, no padding */
         double s = 0;
         int64_t n = 0;
         if (nmc_model_eval(L->m, b, &s, &n, d)) return -1;
-        sum += s, tok += n;
+        acc[0] += s, acc[1] += (double)n;
     }
-    L->last_val = tok ? sum / (double)tok : NAN;
+    if (L->comm && L->comm->allreduce_f64(L->comm, acc, 2))
+        return nmc_dp_fail(&L->opt, "the validation loss all-reduce", d);
+    L->last_val = acc[1] > 0 ? acc[0] / acc[1] : NAN;
     nmc_train_ev_t ev = {.kind = NMC_TRAIN_EV_VAL, .val_loss = L->last_val};
     emit(L, &ev);
     nmc_run_metrics(L->o->run_dir, &ev);
@@ -140,15 +154,49 @@ static int validate(loop_t *L, nmc_diags_t *d)
     return 0;
 }
 
+/* Every rank reports rc (0 ok); returns 0 when all are 0, else -1 (with a diagnostic on
+ * the ranks that succeeded, naming the first that failed). Collective. */
+static int agree(loop_t *L, int rc, const char *what, nmc_diags_t *d)
+{
+    if (!L->comm) return rc ? -1 : 0;
+    int w = L->comm->size;
+    int64_t *v = calloc((size_t)w, sizeof *v);
+    if (!v) abort();
+    v[L->comm->rank] = rc ? 1 : 0;
+    int cr = L->comm->allreduce_i64(L->comm, v, (size_t)w);
+    int bad = -1;
+    for (int i = 0; cr == 0 && i < w && bad < 0; i++)
+        if (v[i]) bad = i;
+    free(v);
+    if (cr) return nmc_dp_fail(&L->opt, what, d);
+    if (bad >= 0 && rc == 0) {
+        nmc_diag_t *r = nmc_diag_add(d, NMC_SEV_ERROR, "train-rank-failed", NULL, 0, 0, 0,
+                                     "rank %d: %s failed on rank %d", L->comm->rank, what, bad);
+        nmc_diag_set_help(r, "rank %d's own error (rank 0: stderr and train.log; other ranks: "
+                             "their stderr) says why", bad);
+    }
+    return bad >= 0 ? -1 : 0;
+}
+
 static int checkpoint(loop_t *L, nmc_diags_t *d)
 {
-    if (!L->o->run_dir) return 0;
+    if (!L->o->run_dir && !L->comm) return 0;
     L->st.rng_offset = nmc_model_rng_offset(L->m);
     nmc_ckpt_state_t st = L->st;
     st.elapsed_s = L->elapsed_before + (now_s() - L->t0);
+    st.world = L->comm ? L->comm->size : 1;
+    st.micro_batch = L->p->micro_batch;
+    st.batches_per_epoch = L->n_batches;
     snprintf(st.spec_hash, sizeof st.spec_hash, "%s", L->o->spec_hash ? L->o->spec_hash : "0000000000000000");
+    if (nmc_optim_gather_state(&L->opt, d)) return -1; /* ZeRO-1: the full moments */
     char *dir = NULL;
-    if (nmc_ckpt_save(L->o->run_dir, &L->opt, &st, L->o->keep_checkpoints, &dir, d)) return -1;
+    int rc = L->o->run_dir ? nmc_ckpt_save(L->o->run_dir, &L->opt, &st, L->o->keep_checkpoints, &dir, d) : 0;
+    nmc_optim_release_state(&L->opt);
+    if (agree(L, rc, "writing the checkpoint", d)) {
+        free(dir);
+        return -1;
+    }
+    if (!dir) return 0;
     nmc_train_ev_t ev = {.kind = NMC_TRAIN_EV_CKPT, .text = dir};
     nmc_run_log(L->o->run_dir, "step %lld: checkpoint %s", (long long)L->st.step, dir);
     emit(L, &ev);
@@ -185,10 +233,16 @@ static bool save_due(const loop_t *L, bool validated)
 /* ---- one optimizer step --------------------------------------------------------------- */
 static int step(loop_t *L, nmc_diags_t *d)
 {
+    if (L->o->fault_step > 0 && L->st.step + 1 == L->o->fault_step &&
+        (L->comm ? L->comm->rank : 0) == L->o->fault_rank)
+        raise(SIGKILL); /* testing aid (nmc_train_opts_t.fault_step) */
     int k = gather(L, d);
     if (k <= 0) return -1;
-    int64_t tokens = 0, real = 0;
-    for (int i = 0; i < k; i++) tokens += L->mb[i].b.n_label_tokens, real += L->mb[i].b.n_real_tokens;
+    int64_t cnt[2] = {0, 0}; /* label tokens, real tokens: of the whole step, every rank */
+    for (int i = 0; i < k; i++) cnt[0] += L->mb[i].b.n_label_tokens, cnt[1] += L->mb[i].b.n_real_tokens;
+    if (L->comm && L->comm->allreduce_i64(L->comm, cnt, 2))
+        return nmc_dp_fail(&L->opt, "the token count all-reduce", d);
+    int64_t tokens = cnt[0], real = cnt[1];
     float scale = 1.0f / (float)(tokens > 0 ? tokens : 1);
     if (nmc_model_zero_grads(L->m)) return -1;
     double loss_sum = 0;
@@ -198,8 +252,10 @@ static int step(loop_t *L, nmc_diags_t *d)
         if (nmc_model_fwd_bwd(L->m, &L->mb[i].b, scale, &s, &n, d)) return -1;
         loss_sum += s;
     }
+    if (L->comm && L->comm->allreduce_f64(L->comm, &loss_sum, 1))
+        return nmc_dp_fail(&L->opt, "the loss all-reduce", d);
     double loss = loss_sum / (double)(tokens > 0 ? tokens : 1), norm = 0;
-    if (nmc_grad_norm(&L->opt, &norm, d)) return -1;
+    if (nmc_dp_reduce_grads(&L->opt, &norm, d)) return -1; /* one process: the local norm */
     if (!isfinite(loss) || !isfinite(norm)) {
         nmc_diag_t *r = nmc_diag_add(d, NMC_SEV_ERROR, "train-nonfinite", NULL, 0, 0, 0,
                                      "step %lld: the %s is not finite", (long long)L->st.step + 1,
@@ -207,9 +263,8 @@ static int step(loop_t *L, nmc_diags_t *d)
         nmc_diag_set_help(r, "lower the learning rate, or resume from the last checkpoint");
         return -1;
     }
-    if (nmc_grad_clip(&L->opt, norm, L->p->max_grad_norm, d)) return -1;
     double lr = nmc_sched_lr(&L->sched, L->st.step);
-    if (nmc_optim_step(&L->opt, lr, d)) return -1;
+    if (nmc_dp_clip_and_step(&L->opt, norm, L->p->max_grad_norm, lr, d)) return -1;
     L->st.step++, L->steps_here++;
     L->st.tokens += real, L->tokens_here += real;
     L->last_loss = loss;
@@ -235,15 +290,67 @@ static int step(loop_t *L, nmc_diags_t *d)
 }
 
 /* ---- setup ---------------------------------------------------------------------------- */
+/* The checkpoint every rank resumes from: rank 0 picks the newest of its run directory
+ * and the others open the same step under o->read_dir. NULL when there is none. */
+static int pick_checkpoint(loop_t *L, char **dir, nmc_diags_t *d)
+{
+    *dir = L->o->run_dir ? nmc_ckpt_latest(L->o->run_dir) : NULL;
+    if (!L->comm) return 0;
+    int64_t step = -1;
+    const char *base = *dir ? strrchr(*dir, '/') : NULL;
+    long long s;
+    if (base && sscanf(base, "/step-%lld", &s) == 1) step = s;
+    int64_t v = L->comm->rank == 0 ? step + 1 : 0; /* 0: none */
+    if (L->comm->allreduce_i64(L->comm, &v, 1)) return nmc_dp_fail(&L->opt, "agreeing on the checkpoint", d);
+    if (L->comm->rank == 0 || v == 0) return 0;
+    const char *rd = L->o->read_dir ? L->o->read_dir : L->o->run_dir;
+    size_t cap = (rd ? strlen(rd) : 1) + 64;
+    *dir = malloc(cap);
+    if (!*dir) abort();
+    snprintf(*dir, cap, "%s/checkpoints/step-%08lld", rd ? rd : ".", (long long)(v - 1));
+    return 0;
+}
+
+/* The data position of a checkpoint written at another world size (or micro-batch size):
+ * the global units consumed in the epoch must be a whole number of this run's global
+ * micro-batch rows (mbs × world); an epoch that was complete stays complete. */
+static int rescale_position(loop_t *L, const char *dir, nmc_diags_t *d)
+{
+    nmc_ckpt_state_t *st = &L->st;
+    int64_t world = L->comm ? L->comm->size : 1, mbs = L->p->micro_batch;
+    if (st->world == world && (st->micro_batch == 0 || st->micro_batch == mbs)) return 0;
+    if (st->batches_per_epoch > 0 && st->batch_in_epoch >= st->batches_per_epoch) {
+        st->batch_in_epoch = L->n_batches;
+        return 0;
+    }
+    int64_t units = st->batch_in_epoch * (st->micro_batch ? st->micro_batch : mbs) * st->world;
+    if (units % (mbs * world) == 0) {
+        st->batch_in_epoch = units / (mbs * world);
+        return 0;
+    }
+    nmc_diag_t *r = nmc_diag_add(d, NMC_SEV_ERROR, "train-resume-world", dir, 0, 0, 0,
+                                 "cannot resume at %lld ranks: the checkpoint (written by %lld ranks) "
+                                 "stopped after %lld samples of epoch %lld, not a multiple of "
+                                 "micro_batch_size × ranks = %lld", (long long)world,
+                                 (long long)st->world, (long long)units, (long long)st->epoch,
+                                 (long long)(mbs * world));
+    nmc_diag_set_help(r, "resume with %lld ranks (parallelism.num_gpus_per_node × num_nodes), or "
+                         "from a checkpoint at an epoch end", (long long)st->world);
+    return -1;
+}
+
 static int resume(loop_t *L, nmc_train_result_t *res, nmc_diags_t *d)
 {
-    char *dir = L->o->run_dir ? nmc_ckpt_latest(L->o->run_dir) : NULL;
+    char *dir = NULL;
     char msg[4400];
+    if (pick_checkpoint(L, &dir, d)) return -1;
     if (!dir) {
         note(L, "resume: no checkpoint in the run directory, starting fresh");
         return 0;
     }
     int rc = nmc_ckpt_load(dir, &L->opt, L->o->spec_hash, &L->st, d);
+    if (rc == 0) rc = rescale_position(L, dir, d);
+    if (agree(L, rc, "loading the checkpoint", d)) rc = -1;
     if (rc == 0) {
         nmc_model_set_rng_offset(L->m, L->st.rng_offset);
         L->elapsed_before = L->st.elapsed_s;
@@ -272,6 +379,8 @@ static int setup(loop_t *L, nmc_train_result_t *res, nmc_diags_t *d)
     L->mb = calloc((size_t)L->p->accum, sizeof *L->mb);
     if (!L->mb) abort();
     if (nmc_optim_init(&L->opt, L->m, &L->p->optim, d)) return -1;
+    if (nmc_optim_set_dp(&L->opt, L->comm, L->o->zero1, d)) return -1;
+    if (L->comm && nmc_dp_broadcast_params(&L->opt, d)) return -1;
     if (L->o->resume && resume(L, res, d)) return -1;
     return L->train->begin_epoch(L->train->ctx, L->st.epoch, L->st.batch_in_epoch, d);
 }
@@ -280,7 +389,8 @@ int nmc_train_run(nmc_model_t *m, const nmc_train_plan_t *p, nmc_train_data_t *t
                   nmc_train_data_t *val, const nmc_train_opts_t *o, nmc_train_result_t *res,
                   nmc_diags_t *d)
 {
-    loop_t L = {.m = m, .p = p, .o = o, .train = train, .val = val, .last_val = NAN};
+    loop_t L = {.m = m, .p = p, .o = o, .train = train, .val = val, .last_val = NAN,
+                .comm = o->comm && o->comm->size > 1 ? o->comm : NULL};
     memset(res, 0, sizeof *res);
     res->last_val_loss = NAN;
     L.t0 = now_s();
@@ -289,7 +399,12 @@ int nmc_train_run(nmc_model_t *m, const nmc_train_plan_t *p, nmc_train_data_t *t
     if (rc == 0) emit(&L, &start);
     bool stopped = false;
     while (rc == 0 && L.st.step < L.total) {
-        if ((o->stop && *o->stop) || (o->stop_after > 0 && L.steps_here >= o->stop_after)) {
+        int64_t want = (o->stop && *o->stop) || (o->stop_after > 0 && L.steps_here >= o->stop_after);
+        if (L.comm && L.comm->allreduce_i64(L.comm, &want, 1)) { /* any rank's signal stops all */
+            rc = nmc_dp_fail(&L.opt, "agreeing on a stop request", d);
+            break;
+        }
+        if (want) {
             stopped = true;
             break;
         }

@@ -5,6 +5,7 @@
  *
  * Files: train.c (the loop), train_plan.c (job -> plan, refusals and notices),
  * train_optim.c (Adam/AdamW/SGD over model params, grad norm and clipping),
+ * train_dp.c (data parallelism: gradient all-reduce, ZeRO-1 sharded optimizer state),
  * train_sched.c (learning-rate schedules), train_ckpt.c (checkpoints), train_run.c
  * (run directory: status.json, train.log, metrics.jsonl), train_output.c (adapter /
  * merged / full model into the store), cmd_train.c (CLI).
@@ -16,6 +17,7 @@
 #define NMC_TRAIN_H
 #include "arena.h"
 #include "batch.h"
+#include "comm.h"
 #include "diag.h"
 #include "lora.h"
 #include "model.h"
@@ -69,15 +71,30 @@ typedef struct {
 } nmc_optim_cfg_t;
 
 /* State over the model's trainable parameters: Adam moments m, v (fp32 device buffers,
- * zero until the first step) and the step count. */
+ * zero until the first step) and the step count.
+ * Data parallelism (train_dp.c, after nmc_optim_set_dp): the trainable parameters are laid
+ * end to end in model order as one flat vector of `numel` floats (param i at offs[i]); the
+ * bucket `flat` (world × chunk floats, chunk = ceil(numel / world), tail zero) carries
+ * gradients and parameters through the communicator. With ZeRO-1, rank r owns flat
+ * indices [r·chunk, r·chunk + chunk) and keeps moments only for them (zm, zv); m / v are
+ * then NULL. */
 typedef struct {
     nmc_optim_cfg_t cfg;
     nmc_dev_t *dev;
     nmc_model_t *model;
     nmc_param_t **params;  /* trainable params in model order */
     size_t n;
-    float **m, **v;        /* [n] device buffers (NULL for SGD) */
+    float **m, **v;        /* [n] device buffers (NULL for SGD, and each NULL with ZeRO-1) */
     long step;             /* optimizer steps taken (1-based step of the last update) */
+    /* data parallelism (all zero / NULL for one process) */
+    nmc_comm_t *comm;      /* NULL: one process */
+    bool zero1;            /* optimizer state sharded by flat index */
+    size_t numel, chunk;   /* trainable elements in total; shard length ceil(numel / world) */
+    size_t *offs;          /* [n] flat offset of each param */
+    float *flat;           /* device [world × chunk] bucket */
+    float *zm, *zv;        /* device [chunk] ZeRO-1 moments of this rank's shard */
+    float *gm, *gv;        /* device [world × chunk] gathered moments while a checkpoint is
+                              written (nmc_optim_gather_state), else NULL */
 } nmc_optim_t;
 
 int nmc_optim_init(nmc_optim_t *o, nmc_model_t *m, const nmc_optim_cfg_t *cfg, nmc_diags_t *d);
@@ -89,6 +106,34 @@ int nmc_grad_norm(nmc_optim_t *o, double *norm, nmc_diags_t *d);
 /* torch.nn.utils.clip_grad_norm_: when max_norm > 0 and norm > max_norm, scale every
  * gradient by max_norm / (norm + 1e-6). `norm` is the value nmc_grad_norm gave. */
 int nmc_grad_clip(nmc_optim_t *o, double norm, double max_norm, nmc_diags_t *d);
+
+/* ---- data parallelism (train_dp.c) --------------------------------------------------------
+ * Every function here is COLLECTIVE when o->comm has more than one rank: every rank calls
+ * it in the same order. A failed collective gives train-comm-failed naming the operation
+ * and, from the communicator, the ranks that did not arrive; the communicator is then
+ * unusable (the caller ends the job). */
+
+/* Attach communicator c (world > 1) to an initialized optimizer: flat layout, bucket, and
+ * with zero1 the shard moments (the per-param moments are freed). c NULL or world 1: a
+ * no-op (zero1 is then ignored). */
+int nmc_optim_set_dp(nmc_optim_t *o, nmc_comm_t *c, bool zero1, nmc_diags_t *d);
+/* Broadcast rank 0's trainable parameters to every rank (identical replicas at start). */
+int nmc_dp_broadcast_params(nmc_optim_t *o, nmc_diags_t *d);
+/* Sum the gradients over ranks in one bucket: plain DP all-reduces into every param's
+ * grad; ZeRO-1 reduce-scatters, leaving this rank's shard of the summed gradient in
+ * o->flat + rank·chunk. Then *norm = the global L2 norm of the summed gradient. */
+int nmc_dp_reduce_grads(nmc_optim_t *o, double *norm, nmc_diags_t *d);
+/* Clipping and the update after nmc_dp_reduce_grads: plain DP = nmc_grad_clip +
+ * nmc_optim_step on every rank; ZeRO-1 = clip and update this rank's shard, then
+ * all-gather the parameters. */
+int nmc_dp_clip_and_step(nmc_optim_t *o, double norm, double max_norm, double lr,
+                         nmc_diags_t *d);
+/* ZeRO-1: all-gather the shard moments into o->gm / o->gv (full, flat order) for a
+ * checkpoint; nmc_optim_release_state frees them. A no-op without ZeRO-1. */
+int nmc_optim_gather_state(nmc_optim_t *o, nmc_diags_t *d);
+void nmc_optim_release_state(nmc_optim_t *o);
+/* A collective failure as a diagnostic: "<what>: <comm->last_error()>". Returns -1. */
+int nmc_dp_fail(nmc_optim_t *o, const char *what, nmc_diags_t *d);
 
 /* ---- the plan: a job resolved into what the loop needs (train_plan.c) ------------------- */
 typedef enum {
@@ -139,6 +184,8 @@ typedef struct {
     int64_t eval_steps;          /* Unsloth; 0 = once per epoch when validation exists */
     double val_interval;         /* Automodel val_check_interval, 0 = unset */
     bool recompute;              /* activation checkpointing */
+    int dp_rank, dp_world;       /* data-parallel rank / ranks (set by the caller, not the
+                                    job; 0 / 0 = one process): shards the training data */
 
     nmc_output_kind_t output;
     const char *output_name;     /* NULL: generated (see docs/training.md) */
@@ -235,6 +282,14 @@ typedef struct {
                                  invocation: a testing aid for resume */
     volatile sig_atomic_t *stop; /* non-zero: checkpoint at the next step boundary, stop */
     int keep_checkpoints;     /* newest checkpoints kept (0 = 2) */
+    nmc_comm_t *comm;         /* data parallelism: the ranks' communicator (NULL = one
+                                 process). Only rank 0 should get a run_dir; every rank
+                                 gets the same resume / stop_after. */
+    const char *read_dir;     /* run directory every rank resumes from (NULL = run_dir);
+                                 ranks other than 0 read rank 0's checkpoints here */
+    bool zero1;               /* ZeRO-1: shard the optimizer state over the ranks */
+    int fault_rank;           /* testing aid: this rank (with fault_step > 0) kills itself */
+    int64_t fault_step;       /*   with SIGKILL when it starts optimizer step fault_step */
     void (*on_event)(void *ctx, const nmc_train_ev_t *ev);
     void *ev_ctx;
 } nmc_train_opts_t;
@@ -261,7 +316,10 @@ int nmc_train_run(nmc_model_t *m, const nmc_train_plan_t *p, nmc_train_data_t *t
 typedef struct {
     int64_t step;             /* optimizer steps done */
     int64_t epoch;            /* epoch in progress (0-based) */
-    int64_t batch_in_epoch;   /* micro-batches of that epoch consumed */
+    int64_t batch_in_epoch;   /* micro-batches of that epoch consumed (per rank) */
+    int64_t world;            /* data-parallel ranks that wrote it (1 in older checkpoints) */
+    int64_t micro_batch;      /* micro_batch_size (0 when unknown: older checkpoints) */
+    int64_t batches_per_epoch;/* micro-batches per epoch per rank at that world size */
     uint64_t rng_offset;      /* model RNG counter */
     int64_t tokens;           /* real tokens seen */
     double elapsed_s;         /* training wall time before this invocation */
@@ -270,13 +328,16 @@ typedef struct {
 
 /* Write checkpoint `<run_dir>/checkpoints/step-<NNNNNNNN>` atomically (built in a temp
  * directory, renamed): trainable.safetensors, optimizer.safetensors, trainer_state.json.
- * Keeps the newest `keep` checkpoints. *dir_out (malloc'd, may be NULL) gets the path. */
+ * Keeps the newest `keep` checkpoints. *dir_out (malloc'd, may be NULL) gets the path.
+ * With ZeRO-1 the moments come from o->gm / o->gv (nmc_optim_gather_state first): the
+ * files always hold the full, unsharded state, so any world size can resume them. */
 int nmc_ckpt_save(const char *run_dir, nmc_optim_t *o, const nmc_ckpt_state_t *st, int keep,
                   char **dir_out, nmc_diags_t *d);
 /* Newest complete checkpoint directory of run_dir (malloc'd) or NULL when none. */
 char *nmc_ckpt_latest(const char *run_dir);
 /* Restore weights, moments and *st from checkpoint dir `dir`. Refuses a checkpoint whose
- * spec hash differs from `spec_hash` (train-resume-spec-mismatch). */
+ * spec hash differs from `spec_hash` (train-resume-spec-mismatch). With ZeRO-1 each rank
+ * keeps the slice of the full moments its shard covers at the current world size. */
 int nmc_ckpt_load(const char *dir, nmc_optim_t *o, const char *spec_hash, nmc_ckpt_state_t *st,
                   nmc_diags_t *d);
 

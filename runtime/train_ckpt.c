@@ -5,7 +5,12 @@
  *   optimizer.safetensors   Adam moments "<name>.exp_avg" / "<name>.exp_avg_sq" (none for SGD)
  *   trainer_state.json      {"format":1,"step","optimizer_step","epoch","batch_in_epoch",
  *                            "rng_offset" (decimal string: a uint64),"tokens","elapsed_s",
- *                            "spec_hash"}
+ *                            "spec_hash","world","micro_batch","batches_per_epoch"}
+ *                            (the last three optional on reading: 1, unknown, unknown)
+ * Data parallelism: rank 0 writes; the moments are always the full, unsharded tensors
+ * (ZeRO-1 gathers them first), so a checkpoint resumes at any world size: each rank
+ * re-slices the flat moments for its shard at load time, and the trainer converts the
+ * data position (train.c).
  * A checkpoint is built in checkpoints/.tmp-step-<N>-<pid> and renamed into place, so a
  * directory named step-* is always complete. Only the newest `keep` are kept.
  * Resume restores weights, moments, the optimizer step count, the model RNG counter and
@@ -65,6 +70,8 @@ static int write_tensors(const char *path, nmc_optim_t *o, int which, nmc_diags_
             names[k] = strdup(p->name);
         } else {
             const float *src = (k % 2) ? o->v[k / 2] : o->m[k / 2];
+            if (o->gm) /* ZeRO-1: the gathered flat moments */
+                src = ((k % 2) ? o->gv : o->gm) + o->offs[k / 2];
             if (o->dev->download_f32(o->dev, bufs[k], src, NMC_DTYPE_F32, (size_t)p->numel)) {
                 nmc_diag_add(d, NMC_SEV_ERROR, "train-device", NULL, 0, 0, 0, "%s",
                              o->dev->last_error(o->dev));
@@ -105,6 +112,9 @@ static int write_state(const char *path, const nmc_optim_t *o, const nmc_ckpt_st
     nmc_jw_key(&w, "tokens"), nmc_jw_int(&w, st->tokens);
     nmc_jw_key(&w, "elapsed_s"), nmc_jw_double(&w, st->elapsed_s);
     nmc_jw_key(&w, "spec_hash"), nmc_jw_string(&w, st->spec_hash);
+    nmc_jw_key(&w, "world"), nmc_jw_int(&w, st->world > 0 ? st->world : 1);
+    nmc_jw_key(&w, "micro_batch"), nmc_jw_int(&w, st->micro_batch);
+    nmc_jw_key(&w, "batches_per_epoch"), nmc_jw_int(&w, st->batches_per_epoch);
     nmc_jw_end_object(&w);
     fputc('\n', f);
     if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
@@ -233,6 +243,11 @@ static int read_state(const char *path, const char *spec_hash, nmc_ckpt_state_t 
     st->epoch = get_int(root, "epoch", &ok);
     st->batch_in_epoch = get_int(root, "batch_in_epoch", &ok);
     st->tokens = get_int(root, "tokens", &ok);
+    bool opt_ok = true; /* optional (absent in checkpoints of one-process nmc) */
+    st->world = nmc_json_get(root, "world") ? get_int(root, "world", &opt_ok) : 1;
+    st->micro_batch = nmc_json_get(root, "micro_batch") ? get_int(root, "micro_batch", &opt_ok) : 0;
+    st->batches_per_epoch = nmc_json_get(root, "batches_per_epoch") ? get_int(root, "batches_per_epoch", &opt_ok) : 0;
+    if (!opt_ok || st->world < 1 || st->micro_batch < 0 || st->batches_per_epoch < 0) ok = false;
     const nmc_json_t *rng = nmc_json_get(root, "rng_offset");
     const nmc_json_t *el = nmc_json_get(root, "elapsed_s");
     const nmc_json_t *h = nmc_json_get(root, "spec_hash");
@@ -268,6 +283,19 @@ static int load_tensor(const nmc_st_t *st, const char *name, const nmc_param_t *
     return nmc_st_to_f32(t, host, d);
 }
 
+/* Moment k (0 exp_avg, 1 exp_avg_sq) of param i from host h[numel]: the whole tensor, or
+ * with ZeRO-1 the part inside this rank's shard of the flat vector. */
+static int upload_moment(nmc_optim_t *o, size_t i, int k, const float *h)
+{
+    size_t n = (size_t)o->params[i]->numel;
+    if (!o->zero1 || !o->comm) return o->dev->upload_f32(o->dev, k ? o->v[i] : o->m[i], NMC_DTYPE_F32, h, n);
+    size_t lo = (size_t)o->comm->rank * o->chunk, hi = lo + o->chunk;
+    size_t p0 = o->offs[i], p1 = p0 + n;
+    size_t a = p0 > lo ? p0 : lo, b = p1 < hi ? p1 : hi;
+    if (a >= b) return 0;
+    return o->dev->upload_f32(o->dev, (k ? o->zv : o->zm) + (a - lo), NMC_DTYPE_F32, h + (a - p0), b - a);
+}
+
 static int load_tensors(const char *dir, nmc_optim_t *o, nmc_diags_t *d)
 {
     char wp[4200], op[4200];
@@ -290,8 +318,7 @@ static int load_tensors(const char *dir, nmc_optim_t *o, nmc_diags_t *d)
         for (int k = 0; k < 2 && r == 0 && o->cfg.kind != NMC_OPTIM_SGD; k++) {
             snprintf(nm, sizeof nm, "%s.%s", p->name, k ? "exp_avg_sq" : "exp_avg");
             r = load_tensor(os, nm, p, h, op, d);
-            if (r == 0 && o->dev->upload_f32(o->dev, k ? o->v[i] : o->m[i], NMC_DTYPE_F32, h,
-                                             (size_t)p->numel))
+            if (r == 0 && upload_moment(o, i, k, h))
                 r = bad_ckpt(d, op, "%s", o->dev->last_error(o->dev));
         }
         free(h);

@@ -1,6 +1,8 @@
 /* train_data.c — runtime/dataset.h's iterators behind the trainer's nmc_train_data_t.
  * A micro-batch position of the trainer is micro_batch_size units of the dataset
- * iterator (samples, or packed rows), so `skip` micro-batches seek to skip × mbs units. */
+ * iterator (samples, or packed rows), so `skip` micro-batches seek to skip × mbs units.
+ * Training data is sharded by the plan's data-parallel rank (DistributedSampler); the
+ * validation iterator is whole on every rank (the loop deals its batches round-robin). */
 #include "train.h"
 #include "dataset.h"
 #include <stdlib.h>
@@ -73,7 +75,15 @@ int nmc_train_dataset_open(const struct nmc_job *job, const nmc_train_plan_t *p,
         goto fail;
     }
     t->tr.mbs = t->va.mbs = p->micro_batch;
-    t->tr.it = nmc_dataset_iter_new(t->ds, NMC_DS_TRAIN, (int)p->micro_batch, 0, 1);
+    int world = p->dp_world > 1 ? p->dp_world : 1; /* DistributedSampler sharding */
+    t->tr.it = nmc_dataset_iter_new(t->ds, NMC_DS_TRAIN, (int)p->micro_batch,
+                                    world > 1 ? p->dp_rank : 0, world);
+    if (!t->tr.it) {
+        nmc_diag_add(d, NMC_SEV_ERROR, "train-data-rank", NULL, 0, 0, 0,
+                     "data-parallel rank %d is outside 0 .. %d", p->dp_rank, world - 1);
+        rc = 2;
+        goto fail;
+    }
     *train = as_data(&t->tr);
     if (nmc_dataset_num_samples(t->ds, NMC_DS_VALID) > 0) {
         t->va.it = nmc_dataset_iter_new(t->ds, NMC_DS_VALID, (int)p->micro_batch, 0, 1);

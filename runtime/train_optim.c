@@ -58,6 +58,11 @@ void nmc_optim_free(nmc_optim_t *o)
         if (o->m[i]) o->dev->free(o->dev, o->m[i]);
         if (o->v[i]) o->dev->free(o->dev, o->v[i]);
     }
+    nmc_optim_release_state(o);
+    float *dp_bufs[] = {o->flat, o->zm, o->zv}; /* train_dp.c */
+    for (size_t i = 0; i < 3; i++)
+        if (dp_bufs[i]) o->dev->free(o->dev, dp_bufs[i]);
+    free(o->offs);
     free(o->params), free(o->m), free(o->v);
     *o = (nmc_optim_t){0};
 }

@@ -103,6 +103,29 @@ static void automodel_lora(ctx_t *c, nmc_arena_t *a, const nmc_automodel_lora_t 
     cfg->exclude_modules = copy_list(a, l->exclude_modules, &cfg->n_exclude_modules);
 }
 
+/* Data parallelism over every GPU is implemented (docs/distributed.md); splitting the
+ * model itself is not: each size above 1 is refused naming its field. */
+static void model_parallel_refusals(ctx_t *c, const nmc_automodel_parallelism_t *par)
+{
+    static const struct { const char *field, *what; } kinds[] = {
+        {"parallelism.tensor_parallel_size", "tensor parallelism"},
+        {"parallelism.pipeline_parallel_size", "pipeline parallelism"},
+        {"parallelism.context_parallel_size", "context parallelism"},
+        {"parallelism.expert_parallel_size", "expert parallelism"},
+    };
+    int64_t sizes[] = {par->tensor_parallel_size, par->pipeline_parallel_size, par->context_parallel_size,
+                       nmc_field_null(par, NMC_AUTOMODEL_PARALLELISM__EXPERT_PARALLEL_SIZE) ? 1
+                                                                                        : par->expert_parallel_size};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        if (sizes[i] <= 1) continue;
+        nmc_diag_t *r = at(c, NMC_SEV_ERROR, "train-unsupported", kinds[i].field,
+                           "%s (%s %lld) is not supported by nmc yet", kinds[i].what,
+                           kinds[i].field, (long long)sizes[i]);
+        nmc_diag_set_help(r, "set %s to 1: nmc trains data-parallel, one full model replica per "
+                             "GPU (num_gpus_per_node × num_nodes ranks)", kinds[i].field);
+    }
+}
+
 static void automodel_refusals(ctx_t *c, const nmc_automodel_job_t *j)
 {
     const nmc_automodel_training_t *t = &j->training;
@@ -114,14 +137,7 @@ static void automodel_refusals(ctx_t *c, const nmc_automodel_job_t *j)
         unsupported(c, "training.recipe", "the retrieval recipes (bi_encoder, cross_encoder)",
                     "nmc trains causal LMs only: use recipe \"sft\" or \"auto\"");
     if (t->mtp) unsupported(c, "training.mtp", "multi-token prediction", "remove training.mtp");
-    int64_t gpus = c->job->derived[NMC_AUTOMODEL_DERIVED_TOTAL_GPUS].defined
-                       ? c->job->derived[NMC_AUTOMODEL_DERIVED_TOTAL_GPUS].v.i : 1;
-    if (gpus > 1) {
-        nmc_diag_t *r = at(c, NMC_SEV_ERROR, "train-unsupported", "parallelism.num_gpus_per_node",
-                           "training on %lld GPUs is not supported by nmc yet", (long long)gpus);
-        nmc_diag_set_help(r, "set parallelism.num_gpus_per_node and num_nodes to 1; "
-                             "data-parallel training is the next step of nmc's roadmap");
-    }
+    model_parallel_refusals(c, &j->parallelism);
     if (!nmc_field_null(t, NMC_AUTOMODEL_TRAINING__PRECISION) &&
         (t->precision == NMC_AUTOMODEL_TRAINING_PRECISION_FP8 ||
          t->precision == NMC_AUTOMODEL_TRAINING_PRECISION_FP16))

@@ -545,7 +545,7 @@ START_TEST(plan_automodel_refusals)
     ck_assert_int_eq(plan_of("{\"model\": \"m\", \"dataset\": {\"training\": \"d\"},"
                              " \"training\": {\"training_type\": \"distillation\", \"teacher_model\": \"t\"},"
                              " \"batch\": {\"global_batch_size\": 16, \"micro_batch_size\": 1},"
-                             " \"parallelism\": {\"num_gpus_per_node\": 2}}", &p), -1);
+                             " \"parallelism\": {\"num_gpus_per_node\": 2, \"tensor_parallel_size\": 2}}", &p), -1);
     const nmc_diag_t *e = find_code("train-unsupported");
     ck_assert_ptr_nonnull(e);
     ck_assert_str_eq(e->message, "knowledge distillation is not supported by nmc yet");
@@ -555,10 +555,19 @@ START_TEST(plan_automodel_refusals)
     for (size_t i = 0; i < D.n; i++)
         if (strcmp(D.items[i].code, "train-unsupported") == 0) {
             n++;
-            if (strstr(D.items[i].message, "GPUs"))
-                ck_assert_str_eq(D.items[i].message, "training on 2 GPUs is not supported by nmc yet");
+            if (strstr(D.items[i].message, "tensor"))
+                ck_assert_str_eq(D.items[i].message, "tensor parallelism (parallelism.tensor_parallel_size 2) "
+                                                     "is not supported by nmc yet");
         }
     ck_assert_int_eq(n, 2);
+    /* data parallelism alone is planned: accumulation = gbs / (mbs × dp) */
+    nmc_diags_free(&D);
+    nmc_diags_init(&D);
+    ck_assert_int_eq(plan_of("{\"model\": \"m\", \"dataset\": {\"training\": \"d\"}, \"training\": {},"
+                             " \"batch\": {\"global_batch_size\": 16, \"micro_batch_size\": 2},"
+                             " \"parallelism\": {\"num_gpus_per_node\": 4}}", &p), 0);
+    ck_assert_int_eq(p.accum, 2);
+    ck_assert_ptr_null(find_code("train-unsupported"));
 }
 END_TEST
 
