@@ -23,9 +23,15 @@
 #include <string.h>
 
 /* KC x NR B panel (32 KiB for AVX-512) stays in L1; the MC x KC A block (~144 KiB) in L2. */
+#ifndef KC
 #define KC 256
+#endif
+#ifndef MC
 #define MC 144  /* a multiple of every MR */
+#endif
+#ifndef NC
 #define NC 512  /* a multiple of every NR */
+#endif
 #define MAX_MR 12
 #define MAX_NR 32
 

@@ -4,13 +4,24 @@
  * What belongs here: argument parsing, printing, signals, exit codes; the work is in
  * train*.c, store.c, dataset*.c and model*.c. Exit codes: 0 done, 1 the job or the run
  * failed, 2 usage or I/O error, 130 stopped by SIGINT/SIGTERM (checkpoint written).
+ *
+ * Data parallelism (docs/distributed.md): the launcher's ranks are read from the
+ * environment (runtime/launch.h); with no launcher, one node and num_gpus_per_node > 1
+ * this process only supervises N self-spawned ranks. Each rank checks world size and spec
+ * hash before any weights load, opens its communicator (NMC_COMM, default auto), and
+ * trains its data shard. Rank 0 alone writes the run directory, metrics, checkpoints and
+ * outputs and prints progress; other ranks print only their errors (prefixed with their
+ * rank). A broken communicator ends the job through comm->abort after rank 0 has written
+ * the error into status.json.
  */
 #include "train.h"
 #include "dev_select.h"
+#include "launch.h"
 #include "nmc_kernels.h"
 #include "peft.h"
 #include "store.h"
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,7 +32,7 @@
 
 static const char *USAGE =
     "usage: nmc train JOB.json [--resume] [--output-dir DIR] [--backend automodel|unsloth]\n"
-    "                 [--device auto|cpu|cuda:N] [--threads N] [--quiet]\n"
+    "                 [--device auto|cpu|cuda:N] [--threads N] [--zero1] [--quiet]\n"
     "       nmc train JOB.json --eval-only [--adapter DIR]\n"
     "Trains the job's model on its filesets (both from the store in $NMC_HOME) and publishes\n"
     "the result to the store. The run directory ($NMC_HOME/jobs/<job name>, or --output-dir)\n"
@@ -30,11 +41,16 @@ static const char *USAGE =
     "  --eval-only   print held-out loss and greedy accuracy of the model (with --adapter:\n"
     "                of that PEFT adapter on the base), then exit; trains nothing\n"
     "  --stop-after N  stop after N steps as if interrupted (for testing resume)\n"
+    "  --zero1       data parallelism: shard the optimizer state over the ranks (ZeRO-1;\n"
+    "                also NMC_ZERO1=1)\n"
+    "Jobs laid out for several GPUs train data-parallel: under mpirun / srun (one rank per\n"
+    "GPU) or, on one node without a launcher, with ranks nmc starts itself. NMC_COMM picks\n"
+    "the communicator (auto, single, shm, mpi, nccl). See docs/distributed.md.\n"
     "Ctrl-C writes a checkpoint at the next step boundary and exits with status 130.\n";
 
 typedef struct {
     const char *job, *output_dir, *backend, *device, *adapter;
-    bool resume, eval_only, quiet, help;
+    bool resume, eval_only, quiet, help, zero1;
     int threads;
     long stop_after;
 } args_t;
@@ -55,6 +71,7 @@ static int parse_args(int argc, char **argv, args_t *a)
         const char **slot = NULL, *num = NULL;
         if (strcmp(s, "--resume") == 0) a->resume = true;
         else if (strcmp(s, "--eval-only") == 0) a->eval_only = true;
+        else if (strcmp(s, "--zero1") == 0) a->zero1 = true;
         else if (strcmp(s, "--quiet") == 0 || strcmp(s, "-q") == 0) a->quiet = true;
         else if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) a->help = true;
         else if (strcmp(s, "--output-dir") == 0) slot = &a->output_dir;
@@ -80,9 +97,19 @@ static int parse_args(int argc, char **argv, args_t *a)
     return 0;
 }
 
+static int RANK, WORLD = 1; /* this process in the job (runtime/launch.h) */
+
+/* Rank 0 (or a single process) prints everything; other ranks only errors, under a line
+ * naming the rank. */
 static void render(nmc_diags_t *d, const char *src, size_t len)
 {
     if (d->n == 0 && d->n_dropped == 0) return;
+    if (RANK > 0 && d->n_errors == 0) {
+        nmc_diags_free(d);
+        nmc_diags_init(d);
+        return;
+    }
+    if (RANK > 0) fprintf(stderr, "nmc train: rank %d of %d:\n", RANK, WORLD);
     nmc_diags_sort(d);
     nmc_diags_render_text(d, src, len, stderr, isatty(2) && !getenv("NO_COLOR"));
     nmc_diags_free(d); /* printed */
@@ -156,6 +183,7 @@ static void on_event(void *ctx, const nmc_train_ev_t *ev)
         fprintf(stderr, "checkpoint: %s\n", ev->text);
         break;
     case NMC_TRAIN_EV_NOTE:
+        if (RANK > 0) return;
         end_bar(p);
         fprintf(stderr, "nmc train: %s\n", ev->text);
         break;
@@ -182,6 +210,10 @@ typedef struct {
     nmc_dev_t *dev;
     nmc_model_t *m;
     int64_t total;
+    nmc_launch_t launch;
+    nmc_dev_plan_t dplan;
+    nmc_comm_t *comm;        /* every rank, world 1 included ("single") */
+    bool writer;             /* rank 0: writes the run directory and the outputs */
 } run_t;
 
 static const char *basename_noext(nmc_arena_t *a, const char *path)
@@ -214,10 +246,15 @@ static int resolve(run_t *r)
     return 0;
 }
 
-static int prepare_run_dir(run_t *r)
+static void run_dir_path(run_t *r)
 {
     if (r->a.output_dir) snprintf(r->run_dir, sizeof r->run_dir, "%s", r->a.output_dir);
     else snprintf(r->run_dir, sizeof r->run_dir, "%s/jobs/%s", nmc_store_home(r->store), r->name);
+}
+
+static int prepare_run_dir(run_t *r)
+{
+    run_dir_path(r);
     if (nmc_run_mkdirs(r->run_dir, &r->d)) return 2;
     char *latest = nmc_ckpt_latest(r->run_dir);
     if (latest && !r->a.resume) {
@@ -255,13 +292,13 @@ static int open_data(run_t *r)
     if (rc) return rc;
     nmc_train_dataset_summary(r->ds, line, sizeof line);
     if (!r->a.quiet) fprintf(stderr, "nmc train: %s\n", line);
-    if (r->run_dir[0]) nmc_run_log(r->run_dir, "%s", line);
+    if (r->run_dir[0] && r->writer) nmc_run_log(r->run_dir, "%s", line);
     return 0;
 }
 
 static int load_model(run_t *r, const nmc_lora_cfg_t *lora)
 {
-    if (nmc_dev_open_for_job(r->job, r->a.device, 1, &r->dev, NULL, &r->d)) return 1;
+    if (!r->dev && nmc_dev_open_for_job(r->job, r->a.device, 1, &r->dev, NULL, &r->d)) return 1;
     nmc_model_opts_t mo;
     nmc_model_opts_default(&mo);
     mo.model_dir = r->model.path;
@@ -273,7 +310,12 @@ static int load_model(run_t *r, const nmc_lora_cfg_t *lora)
     mo.seed = r->plan.seed;
     mo.recompute = r->plan.recompute;
     if (nmc_model_load(&mo, &r->m, &r->d)) return 1;
-    if (!r->a.quiet)
+    if (!r->a.quiet && r->comm && (WORLD > 1 || strcmp(r->comm->kind, "single")))
+        fprintf(stderr, "nmc train: %s on %d rank%s (%s communicator%s), rank 0 on %s, %lld trainable "
+                "parameters\n", r->model.ref, WORLD, WORLD == 1 ? "" : "s", r->comm->kind,
+                r->a.zero1 ? ", ZeRO-1" : "",
+                r->dev->name, (long long)nmc_model_trainable_count(r->m));
+    else if (!r->a.quiet)
         fprintf(stderr, "nmc train: %s on %s, %lld trainable parameters\n", r->model.ref, r->dev->name,
                 (long long)nmc_model_trainable_count(r->m));
     return 0;
@@ -309,7 +351,7 @@ static int eval_only(run_t *r)
 
 static int fail_status(run_t *r, int rc)
 {
-    if (!r->run_dir[0]) return rc;
+    if (!r->run_dir[0] || !r->writer) return rc;
     char msg[512] = "";
     for (size_t i = 0; i < r->d.n; i++)
         if (r->d.items[i].sev == NMC_SEV_ERROR) {
@@ -324,28 +366,88 @@ static int fail_status(run_t *r, int rc)
     return rc;
 }
 
+/* ---- ranks ----------------------------------------------------------------------------- */
+
+/* Every rank reports rc (0 ok); returns the first failing rank's rc (so every rank exits
+ * alike), or 0. A rank that did not fail gets a diagnostic naming the one that did. */
+static int agree(run_t *r, int rc, const char *what)
+{
+    if (WORLD <= 1) return rc;
+    int64_t *v = calloc((size_t)WORLD, sizeof *v);
+    if (!v) abort();
+    v[RANK] = rc;
+    if (r->comm->allreduce_i64(r->comm, v, (size_t)WORLD)) {
+        nmc_diag_add(&r->d, NMC_SEV_ERROR, "train-comm-failed", NULL, 0, 0, 0, "rank %d: %s failed: %s",
+                     RANK, what, r->comm->last_error(r->comm));
+        free(v);
+        return 1;
+    }
+    int bad = -1;
+    for (int i = 0; i < WORLD && bad < 0; i++)
+        if (v[i]) bad = i;
+    int out = bad >= 0 ? (int)v[bad] : 0;
+    free(v);
+    if (bad >= 0 && rc == 0) {
+        nmc_diag_t *e = nmc_diag_add(&r->d, NMC_SEV_ERROR, "train-rank-failed", NULL, 0, 0, 0,
+                                     "%s failed on rank %d", what, bad);
+        nmc_diag_set_help(e, "rank %d's own error above (rank 0: also status.json and train.log) says why",
+                          bad);
+    }
+    return out;
+}
+
+/* A collective failed: the communicator is unusable. */
+static bool comm_broken(const run_t *r)
+{
+    for (size_t i = 0; i < r->d.n; i++)
+        if (!strcmp(r->d.items[i].code, "train-comm-failed") || !strcmp(r->d.items[i].code, "comm-failed") ||
+            !strcmp(r->d.items[i].code, "comm-timeout"))
+            return true;
+    return false;
+}
+
+/* NMC_TRAIN_FAULT="RANK:STEP": that rank kills itself (SIGKILL) when it starts optimizer
+ * step STEP. A testing aid for the failure paths (tests/run_train_dp.sh). */
+static void fault_from_env(nmc_train_opts_t *o)
+{
+    const char *f = getenv("NMC_TRAIN_FAULT");
+    int rank;
+    long long step;
+    if (f && sscanf(f, "%d:%lld", &rank, &step) == 2 && step > 0) o->fault_rank = rank, o->fault_step = step;
+}
+
 static int train(run_t *r)
 {
-    int rc = prepare_run_dir(r);
-    if (rc) return rc;
-    if ((rc = open_data(r)) || (rc = load_model(r, NULL))) return fail_status(r, rc);
+    int rc = r->writer ? prepare_run_dir(r) : (run_dir_path(r), 0);
+    if ((rc = agree(r, rc, "preparing the run directory"))) return rc;
+    /* rank 0 tokenizes first (and fills the dataset cache); the others then read it */
+    if (r->writer) rc = open_data(r);
+    if ((rc = agree(r, rc, "reading the training data"))) return fail_status(r, rc);
+    if (!r->writer) rc = open_data(r);
+    if (rc == 0) rc = load_model(r, NULL);
+    if ((rc = agree(r, rc, "loading the data and the model"))) return fail_status(r, rc);
     r->total = nmc_train_total_steps(&r->plan, r->tdata.n_batches(r->tdata.ctx), NULL);
-    nmc_run_write_status(r->run_dir, r->name, NMC_JOB_ACTIVE, 0, r->total, NULL, NULL, &r->d);
+    if (r->writer) nmc_run_write_status(r->run_dir, r->name, NMC_JOB_ACTIVE, 0, r->total, NULL, NULL, &r->d);
     install_signals();
     progress_t pg = {.tty = isatty(2) != 0, .quiet = r->a.quiet, .run_dir = r->run_dir};
-    nmc_train_opts_t o = {.run_dir = r->run_dir, .spec_hash = r->hash, .resume = r->a.resume,
-                          .stop_after = r->a.stop_after, .stop = &STOP, .on_event = on_event, .ev_ctx = &pg};
+    nmc_train_opts_t o = {.run_dir = r->writer ? r->run_dir : NULL, .read_dir = r->run_dir,
+                          .spec_hash = r->hash, .resume = r->a.resume, .stop_after = r->a.stop_after,
+                          .stop = &STOP, .on_event = on_event, .ev_ctx = &pg, .comm = r->comm,
+                          .zero1 = r->a.zero1};
+    fault_from_env(&o);
     nmc_train_result_t res;
     rc = nmc_train_run(r->m, &r->plan, &r->tdata, r->vdata.ctx ? &r->vdata : NULL, &o, &res, &r->d);
     end_bar(&pg);
     if (rc) return fail_status(r, 1);
     if (res.outcome == NMC_TRAIN_CANCELLED) {
+        if (!r->writer) return 130;
         nmc_run_write_status(r->run_dir, r->name, NMC_JOB_CANCELLED, res.steps, res.total_steps, NULL, NULL, &r->d);
         fprintf(stderr, "nmc train: stopped at step %lld of %lld; run `nmc train %s --resume%s%s` to continue\n",
                 (long long)res.steps, (long long)res.total_steps, r->a.job, r->a.output_dir ? " --output-dir " : "",
                 r->a.output_dir ? r->a.output_dir : "");
         return 130;
     }
+    if (!r->writer) return 0; /* the replicas are identical: rank 0 evaluates and publishes */
     if (r->vdata.ctx) {
         nmc_train_eval_t e;
         if (nmc_train_evaluate(r->m, &r->vdata, &e, &r->d)) return fail_status(r, 1);
@@ -366,6 +468,7 @@ static int train(run_t *r)
 static void cleanup(run_t *r)
 {
     if (r->m) nmc_model_free(r->m);
+    nmc_comm_free(r->comm); /* before the device: nccl's buffers live on it */
     if (r->dev) r->dev->destroy(r->dev);
     nmc_train_dataset_close(r->ds);
     if (r->job) nmc_job_free(r->job);
@@ -373,6 +476,99 @@ static void cleanup(run_t *r)
     free(r->src), free(r->explain);
     nmc_arena_free(r->arena);
     nmc_diags_free(&r->d);
+}
+
+/* The hash checkpoints carry: the resolved spec without the GPU layout (Automodel's
+ * parallelism.num_nodes / num_gpus_per_node and what is derived from them), so a run can
+ * resume at another world size with the same global batch. */
+static void layout_free_hash(const run_t *r, char out[17])
+{
+    static const char *const keys[] = {"\"num_nodes\":", "\"num_gpus_per_node\":", "\"total_gpus\":",
+                                       "\"data_parallel_size\":", "\"dp_cp_size\":",
+                                       "\"gradient_accumulation_steps\":"};
+    size_t n = strlen(r->explain), o = 0;
+    char *buf = malloc(n + 1);
+    if (!buf) abort();
+    for (const char *line = r->explain; *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) + 1 : strlen(line);
+        const char *t = line + strspn(line, " ");
+        bool drop = false;
+        for (size_t k = 0; r->plan.backend == 0 && k < sizeof keys / sizeof keys[0]; k++)
+            drop = drop || !strncmp(t, keys[k], strlen(keys[k]));
+        if (!drop) memcpy(buf + o, line, len), o += len;
+        line += len;
+    }
+    nmc_hash_hex(buf, o, out);
+    free(buf);
+}
+
+/* The parent of self-spawned ranks: re-run this command as ranks 0..n-1 and wait. */
+static int spawn_ranks(int argc, char **argv, int n, nmc_diags_t *d)
+{
+    char exe[4096];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0) {
+        nmc_diag_add(d, NMC_SEV_ERROR, "launch-spawn-failed", NULL, 0, 0, 0,
+                     "cannot find the nmc executable to start %d ranks: %s", n, strerror(errno));
+        return 2;
+    }
+    exe[len] = '\0';
+    char **args = calloc((size_t)argc + 3, sizeof *args);
+    if (!args) abort();
+    args[0] = exe, args[1] = "train";
+    for (int i = 0; i < argc; i++) args[i + 2] = argv[i];
+    nmc_spawn_result_t res;
+    /* grace: rank 0 needs a moment to write status.json after a peer died */
+    int rc = nmc_launch_spawn(args, n, NULL, 10.0, &res, d);
+    free(args);
+    if (rc < 0) return 2;
+    return rc == 0 ? 0 : (res.status ? res.status : 1);
+}
+
+/* Where this process sits: launcher ranks, or (returns 1 in *spawned) the supervisor of
+ * self-spawned ranks. Then the world check, the device, the communicator and the spec
+ * check — all before any weights load. Returns the exit code (0 = go on). */
+static int join(run_t *r, int argc, char **argv, bool *spawned)
+{
+    *spawned = false;
+    if (nmc_launch_detect(&r->launch, NULL, NULL, &r->d)) return 2;
+    RANK = r->launch.rank, WORLD = r->launch.world;
+    r->writer = RANK == 0;
+    if (RANK > 0) r->a.quiet = true; /* rank 0 reports for the job */
+    if (r->a.eval_only) { /* evaluation is one process: rank 0 of any launch does it */
+        if (RANK != 0) return -1;
+        r->launch.world = 1, WORLD = 1;
+        return 0;
+    }
+    /* the layout first, to know whether to spawn: a launcher's ranks are checked below;
+     * without one, this machine's GPUs (or, with none, at most one CPU rank per core) */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int can = r->launch.source != NMC_LAUNCH_NONE || nmc_dev_cuda_count() > 0 ? INT_MAX
+            : (int)(cores > 1 ? cores : 1);
+    if (nmc_dev_plan_job(r->job, can, &r->dplan, &r->d)) return 1;
+    int64_t nodes = r->dplan.num_nodes, gpn = r->dplan.total_gpus / (nodes > 0 ? nodes : 1);
+    if (nmc_launch_should_spawn(&r->launch, nodes, gpn)) {
+        *spawned = true;
+        nmc_diags_free(&r->d); /* rank 0 prints the job's notes */
+        nmc_diags_init(&r->d);
+        return spawn_ranks(argc, argv, (int)gpn, &r->d);
+    }
+    if (nmc_launch_check_world(&r->launch, r->dplan.total_gpus, WORLD > 1 ? gpn : 0, &r->d)) return 1;
+    char spec[32];
+    const char *dev = r->a.device;
+    if (WORLD > 1 && (!dev || !strcmp(dev, "auto")) && nmc_dev_cuda_count() > 0) /* a GPU per rank */
+        snprintf(spec, sizeof spec, "cuda:%d", r->launch.local_rank), dev = spec;
+    if (nmc_dev_open_for_job(r->job, dev, WORLD, &r->dev, NULL, &r->d)) return 1;
+    const char *kind = getenv("NMC_COMM");
+    nmc_comm_mem_t mem = r->dev->kind == NMC_DEV_CUDA ? NMC_COMM_MEM_DEVICE : NMC_COMM_MEM_HOST;
+    if (nmc_comm_open(&r->launch, kind && *kind ? kind : "auto", mem, NULL, &r->comm, &r->d)) return 1;
+    r->plan.dp_rank = RANK, r->plan.dp_world = WORLD;
+    const char *z = getenv("NMC_ZERO1");
+    if (z && *z && strcmp(z, "0")) r->a.zero1 = true;
+    if (WORLD > 1 && nmc_comm_check_same_spec(r->comm, nmc_comm_hash64(r->explain, strlen(r->explain)), &r->d))
+        return 1;
+    return 0;
 }
 
 int nmc_cmd_train(int argc, char **argv)
@@ -388,14 +584,36 @@ int nmc_cmd_train(int argc, char **argv)
     if (r.a.threads) nmc_cpu_set_threads(r.a.threads);
     nmc_diags_init(&r.d);
     r.arena = nmc_arena_new();
+    bool spawned = false;
+    RANK = 0, WORLD = 1;
+    { /* rank known before anything prints */
+        nmc_launch_t l;
+        nmc_diags_t tmp;
+        nmc_diags_init(&tmp);
+        if (nmc_launch_detect(&l, NULL, NULL, &tmp) == 0) RANK = l.rank, WORLD = l.world;
+        nmc_diags_free(&tmp);
+    }
     rc = nmc_train_load_job(r.a.job, r.a.backend, r.arena, &r.plan, &r.src, &r.src_len, &r.explain, &r.job, &r.d);
-    render(&r.d, r.src, r.src_len); /* job findings, refusals and notices come first */
     if (rc == 0) {
-        nmc_hash_hex(r.explain, strlen(r.explain), r.hash);
+        rc = join(&r, argc, argv, &spawned);
+        if (rc < 0) { /* eval-only under a launcher: only rank 0 evaluates */
+            cleanup(&r);
+            return 0;
+        }
+    }
+    if (!spawned) render(&r.d, r.src, r.src_len); /* job findings, refusals and notices come first */
+    if (rc == 0 && !spawned) {
+        layout_free_hash(&r, r.hash);
         rc = resolve(&r);
+        if (!r.a.eval_only) rc = agree(&r, rc, "resolving the model and filesets in the store");
         if (rc == 0) rc = r.a.eval_only ? eval_only(&r) : train(&r);
     }
+    bool broken = WORLD > 1 && r.comm && comm_broken(&r);
     render(&r.d, NULL, 0);
+    if (broken) { /* end the whole job: the other ranks may be blocked in a collective */
+        fflush(NULL);
+        r.comm->abort(r.comm, rc ? rc : 1, NULL);
+    }
     cleanup(&r);
     return rc;
 }

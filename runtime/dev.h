@@ -33,6 +33,16 @@ typedef enum { NMC_DEV_CPU = 0, NMC_DEV_CUDA = 1 } nmc_dev_kind_t;
 
 typedef struct nmc_dev nmc_dev_t;
 
+/* One tensor of a multi-tensor AdamW (dev->adamw_many): the arguments of dev->adamw. */
+typedef struct {
+    float *p;          /* fp32 master */
+    void *p_act;       /* act copy rewritten from p, or NULL (as dev->adamw) */
+    const float *g;    /* fp32 gradient */
+    float *m, *v;      /* moments */
+    size_t n;          /* elements */
+    float wd;          /* weight decay of this tensor */
+} nmc_dev_adam_t;
+
 struct nmc_dev {
     nmc_dev_kind_t kind;
     const char *name;   /* "cpu", "cuda:0" (static or owned by impl) */
@@ -120,11 +130,34 @@ struct nmc_dev {
     int (*sumsq)(nmc_dev_t *dev, double *out, const float *x, size_t n); /* *out += */
     int (*scale)(nmc_dev_t *dev, float *x, size_t n, float s);
     int (*axpy)(nmc_dev_t *dev, float *y, const float *x, size_t n, float a);
+
+    /* ---- optional multi-tensor ops (NULL where a device lacks them: callers then loop
+     * over the per-tensor ops above). The CUDA device fills them while its fast path is
+     * on (NMC_CUDA_FAST=1, nmc_dev_cuda_set_fast). Tables are host arrays; the device may
+     * keep a copy of their contents, so reusing the same table every step is cheapest. */
+    /* dev->adamw on each t[i] (wd per tensor), as one launch. clip_sumsq (device double,
+     * NULL = none): each gradient is read as g * coef, coef = max_norm / (sqrt(*clip_sumsq)
+     * + 1e-6) when that is < 1 — the bits of scaling the grads first (clip_grad_norm_) —
+     * but the stored grads are left unscaled. */
+    int (*adamw_many)(nmc_dev_t *dev, const nmc_dev_adam_t *t, size_t count, float lr,
+                      float beta1, float beta2, float eps, int adam_l2, long step,
+                      const double *clip_sumsq, float max_norm);
+    /* *out += sum over i of sum(x[i][j]^2), j < n[i]: dev->sumsq of every tensor at once,
+     * deterministic. */
+    int (*sumsq_many)(nmc_dev_t *dev, double *out, const float *const *x, const size_t *n,
+                      size_t count);
 };
 
 /* The CPU device (fp32 activations, nmc_cpu_* kernels, their thread pool). Returns a
  * new device (free with dev->destroy(dev)); never NULL. */
 nmc_dev_t *nmc_dev_cpu_new(void);
+
+/* CUDA devices: turn the fast path (kernels/nmc_cuda_fused.h: vectorized RMSNorm, RoPE,
+ * SwiGLU; larger lm_head chunks; adamw_many / sumsq_many) on (1) or off (0); -1 only asks.
+ * Its initial state is NMC_CUDA_FAST=1 in the environment at nmc_dev_cuda_new. Returns the
+ * setting before the call, or -1 for a device that has no fast path (the CPU). Both
+ * settings compute the same ops (tests/gpu/test_dev_cuda.c checks each against the CPU). */
+int nmc_dev_cuda_set_fast(nmc_dev_t *dev, int on);
 
 /* Bytes of n elements of dtype dt. */
 size_t nmc_dtype_size(nmc_dtype_t dt);

@@ -24,12 +24,25 @@
 #include "nmc_cuda.h"
 #include "nmc_cuda_extra.h"
 #include "nmc_cuda_fa2.h"
+#include "nmc_cuda_fused.h"
 
 #define STAGE_BYTES (8u << 20) /* pinned ring for per-step uploads: ~32 steps of 16k-token
                                   batches (4 int32 arrays) before it waits once */
 #define CE_MIN_LOGITS ((size_t)1 << 26) /* lm_head chunk floor: 256 MiB of fp32 logits keeps
                                            the CE matmuls large on a GPU */
+#define CE_FAST_LOGITS ((size_t)1 << 28) /* fast path: 1 GiB of fp32 logits, so the dW
+                                            accumulation (V*D*8 bytes per chunk) runs 2-8
+                                            times per step instead of 10-31 */
 #define ERR_CAP 1400
+
+/* A multi-tensor table mirrored on the device (adamw_many / sumsq_many): uploaded again
+ * only when its contents change (they are the same every step). */
+typedef struct {
+    nmc_cuda_mt_t *host;     /* last uploaded contents, count entries */
+    nmc_cuda_mt_t *dev;      /* device copy, cap entries */
+    size_t count, cap;
+    unsigned long long blocks;
+} mt_cache_t;
 
 typedef struct {
     void *p;
@@ -47,6 +60,8 @@ typedef struct {
     size_t live, peak;       /* bytes */
     nmc_bf16 *att_pad;       /* head-dim padding buffers for attention (grown on demand) */
     size_t att_pad_bytes;
+    int fast;                /* NMC_CUDA_FAST: kernels/nmc_cuda_fused.h where they apply */
+    mt_cache_t mt_adam, mt_sumsq;
 } cuda_impl_t;
 
 static cuda_impl_t *I(nmc_dev_t *dev) { return (cuda_impl_t *)dev->impl; }
@@ -184,6 +199,10 @@ static void cu_destroy(nmc_dev_t *dev)
         if (im->ctx) nmc_cuda_sync(im->ctx);
         for (size_t i = 0; i < im->n_recs; i++) nmc_cuda_free(im->ctx, im->recs[i].p);
         if (im->att_pad) nmc_cuda_free(im->ctx, im->att_pad);
+        nmc_cuda_free(im->ctx, im->mt_adam.dev);
+        nmc_cuda_free(im->ctx, im->mt_sumsq.dev);
+        free(im->mt_adam.host);
+        free(im->mt_sumsq.host);
         nmc_cuda_stager_free(im->stage);
         nmc_cuda_ctx_free(im->ctx);
         free(im->recs);
@@ -224,6 +243,18 @@ static int cu_add_act(nmc_dev_t *dev, void *y, const void *x, size_t n, float a)
 
 /* ---- layers ------------------------------------------------------------------------- */
 
+/* Fast-path dispatch: run `call` (a nmc_cuda_*_fast op) when the fast path is on; it
+ * returns NMC_CUDA_FAST_UNSUPPORTED for shapes it does not take, and the plain op below
+ * the macro then runs. */
+#define TRY_FAST(dev, call)                                                               \
+    do {                                                                                  \
+        if (I(dev)->fast) {                                                               \
+            int rc_ = (call);                                                             \
+            if (rc_ == 0) return 0;                                                       \
+            if (rc_ != NMC_CUDA_FAST_UNSUPPORTED) return fail((dev), __LINE__, #call);    \
+        }                                                                                 \
+    } while (0)
+
 static int cu_embedding_fwd(nmc_dev_t *dev, void *out, const int32_t *ids, const void *table,
                             int N, int D)
 {
@@ -239,24 +270,28 @@ static int cu_embedding_bwd(nmc_dev_t *dev, float *dtable, const void *dout, con
 static int cu_rmsnorm_fwd(nmc_dev_t *dev, void *y, float *rstd, const void *x, const void *w,
                           int N, int D, float eps)
 {
+    TRY_FAST(dev, nmc_cuda_rmsnorm_fwd_fast(y, rstd, x, w, N, D, eps, I(dev)->ctx));
     TRY(dev, nmc_cuda_rmsnorm_fwd(y, rstd, x, w, N, D, eps, I(dev)->ctx));
     return 0;
 }
 static int cu_rmsnorm_bwd(nmc_dev_t *dev, void *dx, float *dw, const void *dy, const void *x,
                           const void *w, const float *rstd, int N, int D)
 {
+    TRY_FAST(dev, nmc_cuda_rmsnorm_bwd_fast(dx, dw, dy, x, w, rstd, N, D, I(dev)->ctx));
     TRY(dev, nmc_cuda_rmsnorm_bwd(dx, dw, dy, x, w, rstd, N, D, I(dev)->ctx));
     return 0;
 }
 static int cu_rope_fwd(nmc_dev_t *dev, void *x, const int32_t *pos, const float *inv_freq, int N,
                        int nh, int hd)
 {
+    TRY_FAST(dev, nmc_cuda_rope_fwd_fast(x, pos, inv_freq, N, nh, hd, I(dev)->ctx));
     TRY(dev, nmc_cuda_rope_fwd(x, pos, inv_freq, N, nh, hd, I(dev)->ctx));
     return 0;
 }
 static int cu_rope_bwd(nmc_dev_t *dev, void *dx, const int32_t *pos, const float *inv_freq,
                        int N, int nh, int hd)
 {
+    TRY_FAST(dev, nmc_cuda_rope_bwd_fast(dx, pos, inv_freq, N, nh, hd, I(dev)->ctx));
     TRY(dev, nmc_cuda_rope_bwd(dx, pos, inv_freq, N, nh, hd, I(dev)->ctx));
     return 0;
 }
@@ -398,26 +433,34 @@ static int cu_attention_bwd(nmc_dev_t *dev, void *dq, void *dk, void *dv, const 
 
 static int cu_swiglu_fwd(nmc_dev_t *dev, void *h, const void *g, const void *u, size_t n)
 {
+    TRY_FAST(dev, nmc_cuda_swiglu_fwd_fast(h, g, u, n, I(dev)->ctx));
     TRY(dev, nmc_cuda_swiglu_fwd(h, g, u, n, I(dev)->ctx));
     return 0;
 }
 static int cu_swiglu_bwd(nmc_dev_t *dev, void *dg, void *du, const void *dh, const void *g,
                          const void *u, size_t n)
 {
+    TRY_FAST(dev, nmc_cuda_swiglu_bwd_fast(dg, du, dh, g, u, n, I(dev)->ctx));
     TRY(dev, nmc_cuda_swiglu_bwd(dg, du, dh, g, u, n, I(dev)->ctx));
     return 0;
 }
 
 /* The chunk only bounds scratch memory (rows are independent), so on the GPU it is raised
- * to CE_MIN_LOGITS logits: larger, faster matmuls. dW sums per chunk in fp32 either way. */
+ * to CE_MIN_LOGITS logits: larger, faster matmuls. dW sums per chunk in fp32 either way.
+ * Fast path: up to CE_FAST_LOGITS logits per chunk, split into equal chunks (a short last
+ * chunk is a badly shaped matmul); every chunk re-reads and re-writes the fp32 dW. */
 static int cu_lmhead_ce(nmc_dev_t *dev, double *loss_sum, void *dx, float *dW, const void *x,
                         const void *W, const int32_t *labels, int N, int D, int V, float ls,
                         float grad_scale, int chunk)
 {
     if (V > 0 && N > 0) {
-        size_t rows = CE_MIN_LOGITS / (size_t)V;
+        size_t rows = (I(dev)->fast ? CE_FAST_LOGITS : CE_MIN_LOGITS) / (size_t)V;
         if (rows < 1) rows = 1;
         if (rows > (size_t)N) rows = (size_t)N;
+        if (I(dev)->fast) { /* equal chunks: ceil(N / rows) of them */
+            size_t nch = ((size_t)N + rows - 1) / rows;
+            rows = ((size_t)N + nch - 1) / nch;
+        }
         if (chunk <= 0 || (size_t)chunk < rows) chunk = (int)rows;
     }
     TRY(dev, nmc_cuda_lmhead_ce(loss_sum, dx, dW, x, W, labels, N, D, V, ls, grad_scale, chunk,
@@ -469,6 +512,73 @@ static int cu_axpy(nmc_dev_t *dev, float *y, const float *x, size_t n, float a)
     return 0;
 }
 
+/* ---- multi-tensor optimizer ops (fast path) ----------------------------------------- */
+
+/* Make the device copy of `tab` (count entries) current; uploads only on a change. */
+static int mt_sync(nmc_dev_t *dev, mt_cache_t *mc, nmc_cuda_mt_t *tab, size_t count)
+{
+    cuda_impl_t *im = I(dev);
+    if (count > (size_t)INT32_MAX) {
+        snprintf(im->err, ERR_CAP, "dev_cuda.c:%d: %zu tensors in one multi-tensor op (max %d)",
+                 __LINE__, count, INT32_MAX);
+        return -1;
+    }
+    mc->blocks = nmc_cuda_mt_prepare(tab, (int)count);
+    size_t bytes = count * sizeof *tab;
+    if (count == mc->count && mc->host && !memcmp(mc->host, tab, bytes)) return 0;
+    if (count > mc->cap) {
+        nmc_cuda_free(im->ctx, mc->dev); /* cudaFree waits for kernels still reading it */
+        free(mc->host);
+        mc->cap = 0;
+        mc->count = 0;
+        mc->host = malloc(bytes);
+        mc->dev = nmc_cuda_malloc(im->ctx, bytes);
+        if (!mc->host) abort();
+        if (!mc->dev) return fail(dev, __LINE__, "multi-tensor table");
+        mc->cap = count;
+    }
+    TRY(dev, nmc_cuda_stager_upload(im->stage, mc->dev, tab, bytes, im->ctx));
+    memcpy(mc->host, tab, bytes);
+    mc->count = count;
+    return 0;
+}
+
+static int cu_adamw_many(nmc_dev_t *dev, const nmc_dev_adam_t *t, size_t count, float lr,
+                         float b1, float b2, float eps, int adam_l2, long step,
+                         const double *clip_sumsq, float max_norm)
+{
+    if (!count) return 0;
+    nmc_cuda_mt_t *tab = calloc(count, sizeof *tab);
+    if (!tab) abort();
+    for (size_t i = 0; i < count; i++)
+        tab[i] = (nmc_cuda_mt_t){.p = t[i].p, .g = t[i].g, .m = t[i].m, .v = t[i].v,
+                                 .n = t[i].n, .wd = t[i].wd,
+                                 .pb = t[i].p_act && t[i].p_act != (void *)t[i].p
+                                           ? (nmc_bf16 *)t[i].p_act : NULL};
+    mt_cache_t *mc = &I(dev)->mt_adam;
+    int rc = mt_sync(dev, mc, tab, count);
+    free(tab);
+    if (rc) return -1;
+    TRY(dev, nmc_cuda_adamw_multi(mc->dev, (int)count, mc->blocks, lr, b1, b2, eps, adam_l2,
+                                  step, clip_sumsq, max_norm, I(dev)->ctx));
+    return 0;
+}
+
+static int cu_sumsq_many(nmc_dev_t *dev, double *out, const float *const *x, const size_t *n,
+                         size_t count)
+{
+    if (!count) return 0;
+    nmc_cuda_mt_t *tab = calloc(count, sizeof *tab);
+    if (!tab) abort();
+    for (size_t i = 0; i < count; i++) tab[i] = (nmc_cuda_mt_t){.p = (float *)x[i], .n = n[i]};
+    mt_cache_t *mc = &I(dev)->mt_sumsq;
+    int rc = mt_sync(dev, mc, tab, count);
+    free(tab);
+    if (rc) return -1;
+    TRY(dev, nmc_cuda_sumsq_multi(out, mc->dev, (int)count, mc->blocks, I(dev)->ctx));
+    return 0;
+}
+
 /* ---- construction ------------------------------------------------------------------- */
 
 static const nmc_dev_t CUDA_TABLE = {
@@ -511,7 +621,20 @@ nmc_dev_t *nmc_dev_cuda_new(int index, char *err, size_t errcap)
     *d = CUDA_TABLE;
     d->name = im->name;
     d->impl = im;
+    const char *fe = getenv("NMC_CUDA_FAST");
+    nmc_dev_cuda_set_fast(d, fe && !strcmp(fe, "1"));
     return d;
+}
+
+int nmc_dev_cuda_set_fast(nmc_dev_t *dev, int on)
+{
+    if (!dev || dev->kind != NMC_DEV_CUDA || dev->destroy != cu_destroy) return -1;
+    int was = I(dev)->fast;
+    if (on < 0) return was;
+    I(dev)->fast = on != 0;
+    dev->adamw_many = on ? cu_adamw_many : NULL;
+    dev->sumsq_many = on ? cu_sumsq_many : NULL;
+    return was;
 }
 
 int nmc_dev_cuda_count(void) { return nmc_cuda_device_count(); }
@@ -559,6 +682,7 @@ nmc_dev_t *nmc_dev_cuda_new(int index, char *err, size_t errcap)
     return NULL;
 }
 int nmc_dev_cuda_count(void) { return 0; }
+int nmc_dev_cuda_set_fast(nmc_dev_t *dev, int on) { return -1; }
 int nmc_dev_cuda_mem_stats(nmc_dev_t *dev, nmc_dev_mem_t *out) { return -1; }
 void nmc_dev_cuda_reset_peak(nmc_dev_t *dev) {}
 int nmc_dev_cuda_describe(int index, char *buf, size_t cap)

@@ -5,6 +5,7 @@
  */
 #include "dev_select.h"
 #include "job.h"
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -224,15 +225,20 @@ static int plan_automodel(const nmc_job_t *job, const nmc_automodel_job_t *a, in
     pl->total_gpus = (int)total;
     int64_t model_par = (int64_t)pl->tp * pl->pp * pl->cp;
     pl->dp = total % model_par == 0 ? (int)(total / model_par) : 0;
-    if (p->num_nodes > 1) {
-        snprintf(msg, sizeof msg, "parallelism.num_nodes is %lld; nmc trains on one machine",
-                 (long long)p->num_nodes);
+    /* ranks on several machines exist only when a launcher started them */
+    if (p->num_nodes > 1 && total > max_ranks) {
+        snprintf(msg, sizeof msg, "parallelism.num_nodes is %lld: a multi-node job needs a "
+                 "launcher that starts its %lld ranks", (long long)p->num_nodes, (long long)total);
         nmc_diag_t *r = job_diag(d, job, NMC_SEV_ERROR, "dev-multi-node-unsupported", pj,
                                  "parallelism", "num_nodes", msg);
-        nmc_diag_set_help(r, "set parallelism.num_nodes to 1");
+        nmc_diag_set_help(r, "launch with mpirun or srun, one rank per GPU (docs/distributed.md), "
+                             "or set parallelism.num_nodes to 1");
         return -1;
     }
-    if (total > 1 && total > pl->visible_gpus) {
+    /* GPUs are counted per node. Without any GPU, ranks started for every GPU of the job
+     * train on the CPU (as a one-GPU job does). */
+    bool cpu_ranks = pl->visible_gpus == 0 && total <= max_ranks;
+    if (total > 1 && p->num_gpus_per_node > pl->visible_gpus && !cpu_ranks) {
         char vis[2048];
         describe_visible(vis, sizeof vis);
         snprintf(msg, sizeof msg, "the job is laid out for %lld GPUs (num_gpus_per_node %lld × "
@@ -248,12 +254,13 @@ static int plan_automodel(const nmc_job_t *job, const nmc_automodel_job_t *a, in
         return -1;
     }
     if (total > max_ranks) {
-        snprintf(msg, sizeof msg, "the job is laid out for %lld GPUs; nmc trains on %d GPU%s "
-                 "per job so far", (long long)total, max_ranks, max_ranks == 1 ? "" : "s");
+        snprintf(msg, sizeof msg, "the job is laid out for %lld GPUs but only %d rank%s "
+                 "started", (long long)total, max_ranks, max_ranks == 1 ? " was" : "s were");
         nmc_diag_t *r = job_diag(d, job, NMC_SEV_ERROR, "dev-multi-gpu-unsupported", pj,
                                  "parallelism", "num_gpus_per_node", msg);
-        nmc_diag_set_help(r, "set parallelism.num_gpus_per_node to %d (and tensor, pipeline and "
-                             "context parallel sizes to 1)", max_ranks);
+        nmc_diag_set_help(r, "run `nmc train` without a launcher on one node (it starts one rank "
+                             "per GPU), or start %lld ranks with mpirun / srun; or set "
+                             "parallelism.num_gpus_per_node to %d", (long long)total, max_ranks);
         return -1;
     }
     return 0;

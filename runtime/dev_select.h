@@ -46,12 +46,15 @@ typedef struct {
 } nmc_dev_plan_t;
 
 /* Check a loaded, valid job against the visible hardware WITHOUT opening a device (so
- * call it before loading weights). max_ranks: how many GPUs the caller can drive (1 until
- * multi-GPU training exists): a job laid out for more is refused with
- * dev-multi-gpu-unsupported when enough GPUs are visible, dev-gpus-insufficient when not.
- * A one-GPU job on a machine without GPUs is accepted (the CPU stands in); spec "cuda..."
- * then fails in nmc_dev_open. Returns 0 and *plan, or -1 with diagnostics positioned at
- * the job's fields. */
+ * call it before loading weights). max_ranks: the ranks the caller's launch provides (its
+ * world size: `nmc train` passes it after nmc_launch_check_world; 1 for one process). A
+ * job laid out for more GPUs than that is refused with dev-multi-gpu-unsupported (or
+ * dev-multi-node-unsupported for num_nodes > 1) when enough GPUs are visible, and with
+ * dev-gpus-insufficient when a node has fewer GPUs than num_gpus_per_node. Without any
+ * visible GPU, a job whose every GPU has a rank is accepted: the ranks train on the CPU
+ * (as a one-GPU job does); spec "cuda..." then fails in nmc_dev_open. Data-parallel ranks
+ * pick their GPU themselves (`cuda:<local rank>`). Returns 0 and *plan, or -1 with
+ * diagnostics positioned at the job's fields. */
 int nmc_dev_plan_job(const struct nmc_job *job, int max_ranks, nmc_dev_plan_t *plan,
                      nmc_diags_t *d);
 

@@ -160,8 +160,9 @@ static int check_batch(const nmc_model_t *m, const nmc_batch_t *b, nmc_diags_t *
         return bad_batch(d, "empty batch or missing arrays", 0, (long)b->B * b->T);
     int64_t wide = g->intermediate_size > g->hidden_size ? g->intermediate_size : g->hidden_size;
     if (g->num_heads * g->head_dim > wide) wide = g->num_heads * g->head_dim;
-    if ((int64_t)b->B * b->T * (wide > g->vocab_size ? wide : g->vocab_size) >= INT32_MAX / 2 ||
-        (int64_t)b->B * b->T * wide >= INT32_MAX / 2)
+    /* [N, wide] activations are indexed in 32 bits; [N, V] logits never exist (the loss is
+     * chunked; nmc_model_logits checks its own n x V) */
+    if ((int64_t)b->B * b->T * wide >= INT32_MAX / 2)
         return bad_batch(d, "micro-batch too large for 32-bit kernel indexing", 0,
                          (long)b->B * b->T);
     if (g->sliding_window > 0 && b->T > g->sliding_window) {
@@ -468,6 +469,13 @@ int nmc_model_logits(nmc_model_t *m, const nmc_batch_t *b, int tok_begin, int n,
                                      "token range [%d, %d) is outside the batch", tok_begin,
                                      tok_begin + n);
         nmc_diag_set_expected(r, "a range inside [0, %d)", b->B * b->T);
+        return -1;
+    }
+    if ((int64_t)n * m->cfg.vocab_size >= INT32_MAX / 2) {
+        nmc_diag_t *r = nmc_diag_add(d, NMC_SEV_ERROR, "model-logits-range", NULL, 0, 0, 0,
+                                     "%d tokens x vocabulary %lld logits exceed 32-bit "
+                                     "kernel indexing", n, (long long)m->cfg.vocab_size);
+        nmc_diag_set_help(r, "ask for fewer tokens per call");
         return -1;
     }
     if (upload_batch(m, b, d) != 0) return -1;

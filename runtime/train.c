@@ -390,7 +390,8 @@ int nmc_train_run(nmc_model_t *m, const nmc_train_plan_t *p, nmc_train_data_t *t
                   nmc_diags_t *d)
 {
     loop_t L = {.m = m, .p = p, .o = o, .train = train, .val = val, .last_val = NAN,
-                .comm = o->comm && o->comm->size > 1 ? o->comm : NULL};
+                /* a real communicator (also nccl at world 1: the GPU smoke test) */
+                .comm = o->comm && (o->comm->size > 1 || strcmp(o->comm->kind, "single")) ? o->comm : NULL};
     memset(res, 0, sizeof *res);
     res->last_val_loss = NAN;
     L.t0 = now_s();

@@ -113,9 +113,9 @@ int nmc_grad_clip(nmc_optim_t *o, double norm, double max_norm, nmc_diags_t *d);
  * and, from the communicator, the ranks that did not arrive; the communicator is then
  * unusable (the caller ends the job). */
 
-/* Attach communicator c (world > 1) to an initialized optimizer: flat layout, bucket, and
- * with zero1 the shard moments (the per-param moments are freed). c NULL or world 1: a
- * no-op (zero1 is then ignored). */
+/* Attach communicator c to an initialized optimizer: flat layout, bucket, and with zero1
+ * the shard moments (the per-param moments are freed). c NULL: a no-op (one process; the
+ * trainer passes NULL for the "single" communicator). */
 int nmc_optim_set_dp(nmc_optim_t *o, nmc_comm_t *c, bool zero1, nmc_diags_t *d);
 /* Broadcast rank 0's trainable parameters to every rank (identical replicas at start). */
 int nmc_dp_broadcast_params(nmc_optim_t *o, nmc_diags_t *d);

@@ -62,7 +62,7 @@ static float *alloc_f32(nmc_optim_t *o, size_t n, nmc_diags_t *d)
 
 int nmc_optim_set_dp(nmc_optim_t *o, nmc_comm_t *c, bool zero1, nmc_diags_t *d)
 {
-    if (!c || c->size <= 1) return 0;
+    if (!c) return 0;
     o->comm = c;
     o->zero1 = zero1;
     o->offs = calloc(o->n ? o->n : 1, sizeof *o->offs);

@@ -267,9 +267,21 @@ START_TEST(parallel_multi_node)
     ck_assert_int_eq(nmc_dev_plan_job(job, 1, NULL, &D), -1);
     const nmc_diag_t *e = first_error();
     ck_assert_str_eq(e->code, "dev-multi-node-unsupported");
-    ck_assert_str_eq(e->message, "parallelism.num_nodes is 2; nmc trains on one machine");
+    ck_assert_str_eq(e->message, "parallelism.num_nodes is 2: a multi-node job needs a launcher "
+                                 "that starts its 2 ranks");
     ck_assert_str_eq(e->path, "parallelism.num_nodes");
-    ck_assert_str_eq(e->help, "set parallelism.num_nodes to 1");
+    ck_assert_str_eq(e->help, "launch with mpirun or srun, one rank per GPU (docs/distributed.md), "
+                              "or set parallelism.num_nodes to 1");
+    /* started by a launcher with every rank: planned (CPU ranks here, GPUs per node elsewhere) */
+    nmc_diags_free(&D);
+    nmc_diags_init(&D);
+    nmc_dev_plan_t pl;
+    if (nmc_dev_cuda_count() == 0) {
+        ck_assert_int_eq(nmc_dev_plan_job(job, 2, &pl, &D), 0);
+        ck_assert_int_eq(pl.total_gpus, 2);
+        ck_assert_int_eq(pl.num_nodes, 2);
+        ck_assert_int_eq(pl.dp, 2);
+    }
     nmc_job_free(job);
 }
 END_TEST

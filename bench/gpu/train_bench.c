@@ -9,9 +9,12 @@
  * ids, every position labelled, one document per row), global grad norm (device sum of
  * squares, one download) with clipping at 1.0, AdamW (fp32 master, bf16 copy) on every
  * trainable tensor. This is the work of `nmc train` per step minus data loading and
- * logging. Two warm-up steps are not timed. Prints one JSON line:
+ * logging. Two warm-up steps are not timed. With NMC_CUDA_FAST=1 in the environment the
+ * device runs its fast path, and where the device offers dev->sumsq_many / adamw_many the
+ * optimizer uses them: one squared-norm pass, clipping folded into one AdamW launch over
+ * every tensor, no host sync for the norm. Prints one JSON line:
  *   {"mode", "B", "T", "steps", "params", "trainable", "tokens_per_s", "step_ms",
- *    "peak_bytes", "ctx_bytes", "loss_first", "loss_last", "device"}
+ *    "peak_bytes", "ctx_bytes", "loss_first", "loss_last", "device", "fast"}
  * Exit 1 on any error (message on stderr).
  */
 #include "dev.h"
@@ -50,6 +53,9 @@ typedef struct {
     nmc_param_t **p;
     float **m, **v;
     size_t n;
+    nmc_dev_adam_t *tab; /* multi-tensor tables (used when the device has the ops) */
+    const float **grads;
+    size_t *numel;
 } opt_t;
 
 static void opt_init(opt_t *o, nmc_model_t *model)
@@ -71,10 +77,36 @@ static void opt_init(opt_t *o, nmc_model_t *model)
         if (!o->m[o->n] || !o->v[o->n]) die_dev("allocating optimizer state", dv);
         o->n++;
     }
+    o->tab = calloc(o->n + 1, sizeof *o->tab);
+    o->grads = calloc(o->n + 1, sizeof *o->grads);
+    o->numel = calloc(o->n + 1, sizeof *o->numel);
+    if (!o->tab || !o->grads || !o->numel) abort();
+    for (size_t i = 0; i < o->n; i++) {
+        nmc_param_t *p = o->p[i];
+        o->tab[i] = (nmc_dev_adam_t){.p = p->master, .g = p->grad, .m = o->m[i], .v = o->v[i],
+                                     .n = (size_t)p->numel,
+                                     .p_act = p->data != (void *)p->master ? p->data : NULL,
+                                     .wd = p->weight_decay ? 0.01f : 0.0f};
+        o->grads[i] = p->grad;
+        o->numel[i] = (size_t)p->numel;
+    }
+}
+
+/* the same step through the multi-tensor ops: no host sync, clipping inside AdamW */
+static void opt_step_many(opt_t *o, nmc_dev_t *dv, double *norm_sq_dev, long step)
+{
+    if (dv->zero(dv, norm_sq_dev, sizeof(double))) die_dev("zero", dv);
+    if (dv->sumsq_many(dv, norm_sq_dev, o->grads, o->numel, o->n)) die_dev("sumsq_many", dv);
+    if (dv->adamw_many(dv, o->tab, o->n, 1e-5f, 0.9f, 0.999f, 1e-8f, 0, step, norm_sq_dev, 1.0f))
+        die_dev("adamw_many", dv);
 }
 
 static void opt_step(opt_t *o, nmc_dev_t *dv, double *norm_sq_dev, long step)
 {
+    if (dv->sumsq_many && dv->adamw_many) {
+        opt_step_many(o, dv, norm_sq_dev, step);
+        return;
+    }
     double sq = 0;
     if (dv->zero(dv, norm_sq_dev, sizeof(double))) die_dev("zero", dv);
     for (size_t i = 0; i < o->n; i++)
@@ -181,10 +213,11 @@ int main(int argc, char **argv)
     printf("{\"mode\": \"%s\", \"B\": %d, \"T\": %d, \"steps\": %d, \"params\": %lld, "
            "\"trainable\": %lld, \"tokens_per_s\": %.1f, \"step_ms\": %.2f, \"peak_bytes\": %zu, "
            "\"ctx_bytes\": %zu, \"loss_first\": %.5f, \"loss_last\": %.5f, \"load_s\": %.2f, "
-           "\"device\": \"%s\"}\n",
+           "\"device\": \"%s\", \"fast\": %d}\n",
            lora ? "lora" : "full", B, T, steps, (long long)params,
            (long long)nmc_model_trainable_count(m), (double)N * steps / dt, 1e3 * dt / steps,
-           ms.peak_bytes, ms.ctx_bytes, loss_first, loss_last, t_load, dv->name);
+           ms.peak_bytes, ms.ctx_bytes, loss_first, loss_last, t_load, dv->name,
+           nmc_dev_cuda_set_fast(dv, -1));
     for (size_t i = 0; i < opt.n; i++) {
         dv->free(dv, opt.m[i]);
         dv->free(dv, opt.v[i]);
@@ -195,6 +228,9 @@ int main(int argc, char **argv)
     free(opt.p);
     free(opt.m);
     free(opt.v);
+    free(opt.tab);
+    free(opt.grads);
+    free(opt.numel);
     free(ids);
     free(labels);
     free(pos);

@@ -1,17 +1,24 @@
 #!/usr/bin/env python3
 """train_bench.py — nmc training vs transformers + PEFT on one GPU, in the same run.
 
-Creates a random Qwen3-0.6B-shaped model (hidden 1024, 28 layers, 16 query / 8 KV heads
-of 128, MLP 3072, vocab 151936, tied embeddings; ~0.6 B parameters) with transformers on
-the GPU, saves it (bf16 safetensors) into a temp dir, then measures per step, seq len
-2048, batch 2 (4096 tokens; nmc refuses micro-batches whose N*V exceeds 2^30):
+Creates random models with transformers on the GPU, saves them (bf16 safetensors) into a
+temp dir, and measures one optimizer step at seq len 2048 for each config:
+  qwen3-0.6b  Qwen3-0.6B-shaped (hidden 1024, 28 layers, 16 query / 8 KV heads of 128,
+              MLP 3072, vocab 151936, tied embeddings; 0.6 B parameters), batch 2
+  llama-1b    Llama-3.2-1B-shaped (hidden 2048, 16 layers, 32 query / 8 KV heads of 64,
+              MLP 8192, vocab 128256, tied embeddings; 1.24 B parameters), batch 2 and 8
+For each (config, mode):
   nmc   build/gpu/train_bench (runtime/model.h on the CUDA device: bf16 activations,
-        fp32 master weights, grads and AdamW moments; grad-norm clip 1.0; AdamW)
+        fp32 master weights, grads and AdamW moments; grad-norm clip 1.0; AdamW), run
+        twice: the default path, and "nmc-fast" with NMC_CUDA_FAST=1 (fused/vectorized
+        kernels, larger lm_head chunks, multi-tensor AdamW with the clip folded in)
   peer  transformers + PEFT, attn_implementation="sdpa", torch.autocast(bf16):
         LoRA: bf16 frozen base, fp32 adapters (PEFT default); full: fp32 weights (the
         HF Trainer bf16=True setup); clip_grad_norm_(1.0); torch.optim.AdamW (fused).
   LoRA: r 16, alpha 32, dropout 0, the 7 projections of every layer.
-Two warm-up steps, then STEPS timed steps, for each side.
+Two warm-up steps, then the config's timed steps (--steps scales them), for each side. A
+side that runs out of memory prints OOM (HF full fine-tuning at batch 8 may) and the run
+goes on.
 Reported: tokens/s, ratio nmc/peer (> 1: nmc faster), MFU = 6 * N * tokens/s / peak with
 N = all parameters (tied embedding once; its lm_head product is in the 6N) and peak =
 989.4 TFLOP/s (H100 SXM dense bf16; the PCIe card is 756); attention FLOPs are not
@@ -19,12 +26,14 @@ counted, and LoRA's real work is ~4N/token (no frozen weight grads), so LoRA MFU
 low by design. Peak memory: nmc = peak of its device allocations + context scratch;
 peer = torch.cuda.max_memory_allocated. Ratios are nmc / peer.
 
-Usage: train_bench.py BENCH_BINARY [--json OUT.jsonl] [--steps N] [--batch B] [--seq T]
+Usage: train_bench.py BENCH_BINARY [--json OUT.jsonl] [--steps N] [--seq T]
+                      [--configs qwen3-0.6b:2,llama-1b:2,llama-1b:8]
 Exit status 1 when a side fails (the other side still runs and prints).
 """
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,12 +52,30 @@ def with_dtype(fn, arg, dtype, **kw):
         return fn(arg, torch_dtype=dtype, **kw)
 
 
-def make_model(dirname):
-    from transformers import AutoModelForCausalLM, Qwen3Config
-    cfg = Qwen3Config(
-        vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
-        num_attention_heads=16, num_key_value_heads=8, head_dim=128, max_position_embeddings=4096,
-        rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=True)
+def model_config(name):
+    if name == "qwen3-0.6b":
+        from transformers import Qwen3Config
+        return Qwen3Config(
+            vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
+            num_attention_heads=16, num_key_value_heads=8, head_dim=128, max_position_embeddings=4096,
+            rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=True)
+    if name == "llama-1b":
+        from transformers import LlamaConfig
+        return LlamaConfig(
+            vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+            num_attention_heads=32, num_key_value_heads=8, head_dim=64, max_position_embeddings=4096,
+            rms_norm_eps=1e-5, rope_theta=500000.0, tie_word_embeddings=True)
+    raise ValueError(f"unknown config {name!r} (qwen3-0.6b, llama-1b)")
+
+
+# timed steps per (config, batch) at --steps 6 (the default); scaled by --steps / 6. Sized so
+# the whole bench stays under ~3 minutes on an H100 (tests/gpu/run.sh budget).
+BASE_STEPS = {("qwen3-0.6b", 2): 5, ("llama-1b", 2): 4, ("llama-1b", 8): 2}
+
+
+def make_model(dirname, name):
+    from transformers import AutoModelForCausalLM
+    cfg = model_config(name)
     torch.manual_seed(0)
     with torch.device("cuda"):
         model = with_dtype(AutoModelForCausalLM.from_config, cfg, torch.bfloat16)
@@ -65,7 +92,20 @@ def batch(vocab, B, T):
     return ids
 
 
+def is_oom(e):
+    return isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in str(e).lower()
+
+
 def hf_run(dirname, mode, B, T, steps):
+    try:
+        return hf_run_inner(dirname, mode, B, T, steps)
+    finally:
+        import gc
+        gc.collect()
+        torch.cuda.empty_cache()
+
+
+def hf_run_inner(dirname, mode, B, T, steps):
     from transformers import AutoModelForCausalLM
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
@@ -106,11 +146,15 @@ def hf_run(dirname, mode, B, T, steps):
             "loss_first": losses[0], "loss_last": losses[-1]}
 
 
-def nmc_run(binary, dirname, mode, B, T, steps):
+def nmc_run(binary, dirname, mode, B, T, steps, fast):
+    env = dict(os.environ, NMC_CUDA_FAST="1" if fast else "0")
     r = subprocess.run([binary, dirname, mode, str(B), str(T), str(steps), "cuda"],
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=150, env=env)
     if r.returncode != 0:
-        raise RuntimeError(f"{binary} exited {r.returncode}: {r.stderr.strip()[-2000:]}")
+        err = r.stderr.strip()[-2000:]
+        if "out of memory" in err.lower() or "cannot allocate" in err.lower():
+            raise MemoryError(f"OOM: {err[-300:]}")
+        raise RuntimeError(f"{binary} exited {r.returncode}: {err}")
     out = json.loads(r.stdout.strip().splitlines()[-1])
     out["peak_bytes"] = out["peak_bytes"] + out["ctx_bytes"]
     return out
@@ -121,8 +165,8 @@ def main():
     ap.add_argument("binary")
     ap.add_argument("--json")
     ap.add_argument("--steps", type=int, default=6)
-    ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--seq", type=int, default=2048)
+    ap.add_argument("--configs", default="qwen3-0.6b:2,llama-1b:2,llama-1b:8")
     a = ap.parse_args()
     if not torch.cuda.is_available():
         print("train_bench: no GPU visible to torch")
@@ -131,39 +175,88 @@ def main():
     t_start = time.time()
     rc = 0
     rows = []
+    plan = {}
+    for item in a.configs.split(","):
+        name, _, b = item.partition(":")
+        plan.setdefault(name, []).append(int(b or 2))
     with tempfile.TemporaryDirectory(prefix="nmc-train-bench-") as tmp:
-        mdir = os.path.join(tmp, "qwen3-0.6b-random")
-        n = make_model(mdir)
-        print(f"train_bench: random Qwen3-0.6B-shaped model, {n / 1e6:.1f} M parameters, "
-              f"B={a.batch} T={a.seq}, {a.steps} timed steps, {gpu}; peak {PEAK_TFLOPS} TFLOP/s "
-              f"(H100 SXM dense bf16) ({time.time() - t_start:.0f}s to create)", flush=True)
-        for mode in ("lora", "full"):
-            res = {}
-            for side, fn in (("nmc", lambda: nmc_run(a.binary, mdir, mode, a.batch, a.seq, a.steps)),
-                             ("hf", lambda: hf_run(mdir, mode, a.batch, a.seq, a.steps))):
-                try:
-                    res[side] = fn()
-                except Exception as e:  # report and keep going: the other side still runs
-                    print(f"train_bench: {mode} {side} FAILED: {e}", flush=True)
-                    rc = 1
-            for side, r in res.items():
-                r["mfu"] = 6.0 * n * r["tokens_per_s"] / (PEAK_TFLOPS * 1e12)
-                print(f"  {mode:4s} {side:3s}: {r['tokens_per_s']:9.0f} tok/s  {r['step_ms']:8.1f} ms/step  "
-                      f"MFU {100 * r['mfu']:5.1f}%  peak {r['peak_bytes'] / 2**30:6.2f} GiB  "
-                      f"loss {r['loss_first']:.4f} -> {r['loss_last']:.4f}", flush=True)
-            row = {"bench": "train", "mode": mode, "model": "qwen3-0.6b-random", "params": n,
-                   "B": a.batch, "T": a.seq, "gpu": gpu, **{f"{s}_{k}": v for s, r in res.items() for k, v in r.items()}}
-            if "nmc" in res and "hf" in res:
-                row["speed_ratio"] = res["nmc"]["tokens_per_s"] / res["hf"]["tokens_per_s"]
-                row["mem_ratio"] = res["nmc"]["peak_bytes"] / res["hf"]["peak_bytes"]
-                print(f"  {mode:4s} ratio nmc/hf: tokens/s x{row['speed_ratio']:.2f} (>1 = nmc faster), "
-                      f"peak memory x{row['mem_ratio']:.2f} (<1 = nmc smaller)", flush=True)
-            rows.append(row)
+        for name, batches in plan.items():
+            mdir = os.path.join(tmp, name + "-random")
+            t0 = time.time()
+            n = make_model(mdir, name)
+            print(f"train_bench: random {name}-shaped model, {n / 1e6:.1f} M parameters, T={a.seq}, "
+                  f"{gpu}; peak {PEAK_TFLOPS} TFLOP/s (H100 SXM dense bf16) "
+                  f"({time.time() - t0:.0f}s to create)", flush=True)
+            for B in batches:
+                steps = max(1, round(BASE_STEPS.get((name, B), 3) * a.steps / 6))
+                rc |= bench_config(a, mdir, name, n, B, steps, gpu, rows)
+            shutil.rmtree(mdir, ignore_errors=True)
     if a.json:
         with open(a.json, "a") as f:
             for row in rows:
                 f.write(json.dumps(row) + "\n")
     print(f"train_bench: {time.time() - t_start:.0f}s total")
+    return rc
+
+
+def bench_config(a, mdir, name, n, B, steps, gpu, rows):
+    """Both modes of one (model, batch): nmc, nmc-fast and HF; prints rows and ratios."""
+    rc = 0
+    print(f"  -- {name} B={B} T={a.seq} ({B * a.seq} tokens/step), {steps} timed steps", flush=True)
+    for mode in ("lora", "full"):
+        res = {}
+        sides = (("nmc", lambda: nmc_run(a.binary, mdir, mode, B, a.seq, steps, False)),
+                 ("nmc-fast", lambda: nmc_run(a.binary, mdir, mode, B, a.seq, steps, True)),
+                 ("hf", lambda: hf_run(mdir, mode, B, a.seq, steps)))
+        for side, fn in sides:
+            try:
+                res[side] = fn()
+            except Exception as e:  # report and keep going: the other sides still run
+                if is_oom(e) or isinstance(e, MemoryError):
+                    print(f"  {mode:4s} {side:8s}: OOM", flush=True)
+                    res[side] = "OOM"
+                    if side != "hf":
+                        rc = 1  # nmc must fit where it is benchmarked
+                else:
+                    print(f"  {mode:4s} {side:8s}: FAILED: {e}", flush=True)
+                    rc = 1
+            finally:  # free what a failed HF run left cached before nmc's next process
+                import gc
+                gc.collect()
+                torch.cuda.empty_cache()
+        for side, r in res.items():
+            if r == "OOM":
+                continue
+            r["mfu"] = 6.0 * n * r["tokens_per_s"] / (PEAK_TFLOPS * 1e12)
+            print(f"  {mode:4s} {side:8s}: {r['tokens_per_s']:9.0f} tok/s  {r['step_ms']:8.1f} ms/step  "
+                  f"MFU {100 * r['mfu']:5.1f}%  peak {r['peak_bytes'] / 2**30:6.2f} GiB  "
+                  f"loss {r['loss_first']:.4f} -> {r['loss_last']:.4f}", flush=True)
+        row = {"bench": "train", "mode": mode, "model": name + "-random", "params": n,
+               "B": B, "T": a.seq, "steps": steps, "gpu": gpu}
+        for s, r in res.items():
+            key = s.replace("-", "_")
+            if r == "OOM":
+                row[f"{key}_oom"] = True
+            else:
+                row.update({f"{key}_{k}": v for k, v in r.items()})
+        hf = res.get("hf")
+        for side in ("nmc", "nmc-fast"):
+            r = res.get(side)
+            if not isinstance(r, dict):
+                continue
+            key = side.replace("-", "_")
+            if isinstance(hf, dict):
+                row[f"{key}_speed_ratio"] = r["tokens_per_s"] / hf["tokens_per_s"]
+                row[f"{key}_mem_ratio"] = r["peak_bytes"] / hf["peak_bytes"]
+                print(f"  {mode:4s} ratio {side}/hf: tokens/s x{row[key + '_speed_ratio']:.2f} (>1 = nmc faster), "
+                      f"peak memory x{row[key + '_mem_ratio']:.2f} (<1 = nmc smaller)", flush=True)
+            else:
+                print(f"  {mode:4s} ratio {side}/hf: n/a (hf {'OOM' if hf == 'OOM' else 'failed'})", flush=True)
+        if isinstance(res.get("nmc"), dict) and isinstance(res.get("nmc-fast"), dict):
+            sp = res["nmc-fast"]["tokens_per_s"] / res["nmc"]["tokens_per_s"]
+            row["fast_speedup"] = sp
+            print(f"  {mode:4s} nmc-fast/nmc: x{sp:.2f}", flush=True)
+        rows.append(row)
     return rc
 
 

@@ -28,10 +28,10 @@ import random
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-N = 100              # operands 0..N-1
-TRAIN_ROWS = 400
-HELDOUT_ROWS = 100
-CORPUS_ROWS = 60000
+N = 20               # operands 0..N-1
+TRAIN_ROWS = 240
+HELDOUT_ROWS = 160
+CORPUS_ROWS = 120000
 PROBE_ROWS = 200
 
 
@@ -58,8 +58,7 @@ def sentence(rng):
     if k < 7:
         return f"adding {b} to {a} gives {a + b}."
     if k < 9:
-        c = a + b
-        return f"{c} minus {b} is {a}."
+        return f"{a + b} minus {b} is {a}."
     if rng.randrange(2):
         n = rng.randrange(2 * N - 4)
         return ", ".join(str(n + i) for i in range(4)) + "."
@@ -68,9 +67,19 @@ def sentence(rng):
     return f"{a} is {'less' if a < b else 'more'} than {b}."
 
 
+def equation(rng):
+    a, b = rng.randrange(N), rng.randrange(N)
+    if rng.randrange(3):
+        return f"{a} + {b} = {a + b}"
+    return f"{a + b} - {b} = {a}"
+
+
 def corpus_rows(rng):
     for _ in range(CORPUS_ROWS):
-        yield {"text": " ".join(sentence(rng) for _ in range(rng.randint(2, 4)))}
+        if rng.randrange(10) < 7:
+            yield {"text": sentence(rng)}
+        else:
+            yield {"text": "\n".join(equation(rng) for _ in range(rng.randint(1, 4)))}
 
 
 def probe_rows(rng):

@@ -13,10 +13,11 @@
 #   dbuild   build/gpu/test_dev_cuda and build/gpu/train_bench against build/libnmc.a
 #   devtest  build/gpu/test_dev_cuda: the CUDA device (runtime/dev_cuda.c) vs the CPU
 #            device through dev.h and model.h (ops, tiny models' loss and gradients)
-#   tbench   bench/gpu/train_bench.py: LoRA and full training of a 0.6B model, nmc vs
-#            transformers + PEFT (tokens/s, MFU, peak memory, ratios)
+#   tbench   bench/gpu/train_bench.py: LoRA and full training of a 0.6B Qwen3-shaped model
+#            (B 2) and a 1.2B Llama-3.2-1B-shaped one (B 2 and 8), nmc (default and
+#            NMC_CUDA_FAST=1) vs transformers + PEFT (tokens/s, MFU, peak memory, ratios)
 #   train    ./nmc train smoke run, only once the engine exists (SKIP otherwise)
-# Exit status 1 when any step FAILED, else 0. Budget: < 6 minutes on an H100.
+# Exit status 1 when any step FAILED, else 0. Budget: < 4 minutes on an H100 (tbench ~3).
 # No libjsmn-dev on the GPU machine: when .gpu-carry/include/jsmn.h exists (the coordinator
 # carries it), every make gets EXTRA_CFLAGS=-I.gpu-carry/include.
 set -u

@@ -15,6 +15,11 @@
  * activations: ~3 significant digits per op, errors partly cancel in the mean loss); each
  * gradient's norm within rel 5e-2 and cosine similarity >= 0.99 with the fp32 gradient
  * (direction catches index bugs that norms miss); loss after one AdamW step within 2e-2.
+ * Fast path (NMC_CUDA_FAST, kernels/nmc_cuda_fused.h): on a CUDA device every check runs
+ * twice, with the fast path off and on (nmc_dev_cuda_set_fast; lines of the second pass
+ * start with "[fast]"), so both kernel sets are compared with the CPU. Op checks added for
+ * it: RMSNorm fwd/bwd (row widths 16..2048 and a misaligned fallback), RoPE fwd/bwd,
+ * SwiGLU fwd/bwd, and the multi-tensor AdamW (with clipping) / sum of squares.
  * Prints one PASS/FAIL line per check; exit status 1 when any failed.
  */
 #include "dev.h"
@@ -31,13 +36,14 @@
 #include <sys/stat.h>
 
 static int n_fail, n_pass;
+static int g_fast; /* this pass runs with the CUDA fast path on */
 
 static void result(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void result(bool ok, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    printf("%s ", ok ? "PASS" : "FAIL");
+    printf("%s %s", ok ? "PASS" : "FAIL", g_fast ? "[fast] " : "");
     vprintf(fmt, ap);
     printf("\n");
     va_end(ap);
@@ -375,6 +381,219 @@ static void t_adamw(nmc_dev_t *dv, nmc_dev_t *cpu)
     free(g);
 }
 
+/* RMSNorm fwd + bwd (dw accumulated) vs the CPU; off: element offset (misaligned views
+ * take the plain kernels on the fast path) */
+static void t_rmsnorm(nmc_dev_t *dv, nmc_dev_t *cpu, int N, int D, int off)
+{
+    float *x = rand_host((size_t)N * D, 50 + D, 2.0f), *w = rand_host(D, 51, 0.5f);
+    float *dy = rand_host((size_t)N * D, 52, 1.0f);
+    for (int i = 0; i < D; i++) w[i] += 1.0f;
+    nmc_dev_t *ds[2] = {dv, cpu};
+    float *res[2][4];
+    size_t nd = (size_t)N * D;
+    for (int s = 0; s < 2; s++) {
+        nmc_dev_t *d = ds[s];
+        size_t o = (size_t)off * d->act_size;
+        char *xd = put_act_at(d, x, nd, off), *dyd = put_act_at(d, dy, nd, off);
+        void *wd = put_act(d, w, D);
+        char *yd = d->alloc(d, nd * d->act_size + 16), *dxd = d->alloc(d, nd * d->act_size + 16);
+        float *rs = d->alloc(d, sizeof(float) * N), *dw = d->alloc(d, sizeof(float) * D);
+        if (d->rmsnorm_fwd(d, yd + o, rs, xd + o, wd, N, D, 1e-6f) ||
+            d->rmsnorm_bwd(d, dxd + o, dw, dyd + o, xd + o, wd, rs, N, D)) {
+            op_fail(d, "rmsnorm");
+            return;
+        }
+        res[s][0] = get_act(d, yd + o, nd);
+        res[s][1] = get_f32(d, rs, N);
+        res[s][2] = get_act(d, dxd + o, nd);
+        res[s][3] = get_f32(d, dw, D);
+        void *all[] = {xd, dyd, wd, yd, dxd, rs, dw};
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++) d->free(d, all[i]);
+    }
+    const char *names[4] = {"y", "rstd", "dx", "dw"};
+    size_t ns[4] = {nd, (size_t)N, nd, (size_t)D};
+    for (int i = 0; i < 4; i++) {
+        char what[96];
+        snprintf(what, sizeof what, "rmsnorm N %d D %d offset %d: %s vs cpu", N, D, off, names[i]);
+        /* bf16 in/out: 2% of max + 2% relative; rstd from bf16-rounded x: 1% */
+        expect_close(what, res[0][i], res[1][i], ns[i], i == 1 ? 0 : 2e-2, i == 1 ? 1e-2 : 2e-2);
+        free(res[0][i]);
+        free(res[1][i]);
+    }
+    free(x);
+    free(w);
+    free(dy);
+}
+
+/* RoPE fwd then bwd (in place) on q-shaped rows vs the CPU */
+static void t_rope(nmc_dev_t *dv, nmc_dev_t *cpu, int N, int nh, int hd)
+{
+    nmc_rope_cfg_t rc = {.type = NMC_ROPE_DEFAULT, .theta = 1000000.0};
+    float *inv = malloc(sizeof(float) * (size_t)hd);
+    int32_t *pos = malloc(sizeof(int32_t) * (size_t)N);
+    if (!inv || !pos) abort();
+    nmc_rope_inv_freq(inv, hd, &rc);
+    for (int i = 0; i < N; i++) pos[i] = (i * 37) % 2048;
+    size_t n = (size_t)N * nh * hd;
+    float *x = rand_host(n, 60 + hd, 1.0f), *res[2][2];
+    nmc_dev_t *ds[2] = {dv, cpu};
+    for (int s = 0; s < 2; s++) {
+        nmc_dev_t *d = ds[s];
+        void *xd = put_act(d, x, n), *dd = put_act(d, x, n);
+        float *invd = d->alloc(d, sizeof(float) * (size_t)hd);
+        int32_t *posd = d->alloc(d, sizeof(int32_t) * (size_t)N);
+        if (!invd || !posd || d->upload(d, invd, inv, sizeof(float) * (size_t)(hd / 2)) ||
+            d->upload(d, posd, pos, sizeof(int32_t) * (size_t)N) ||
+            d->rope_fwd(d, xd, posd, invd, N, nh, hd) || d->rope_bwd(d, dd, posd, invd, N, nh, hd)) {
+            op_fail(d, "rope");
+            return;
+        }
+        res[s][0] = get_act(d, xd, n);
+        res[s][1] = get_act(d, dd, n);
+        void *all[] = {xd, dd, invd, posd};
+        for (size_t i = 0; i < 4; i++) d->free(d, all[i]);
+    }
+    for (int i = 0; i < 2; i++) {
+        char what[96];
+        snprintf(what, sizeof what, "rope_%s N %d nh %d hd %d vs cpu", i ? "bwd" : "fwd", N, nh, hd);
+        expect_close(what, res[0][i], res[1][i], n, 1e-2, 2e-2);
+        free(res[0][i]);
+        free(res[1][i]);
+    }
+    free(x);
+    free(inv);
+    free(pos);
+}
+
+/* SwiGLU fwd + bwd vs the CPU (n % 8 != 0 takes the plain kernels on the fast path) */
+static void t_swiglu(nmc_dev_t *dv, nmc_dev_t *cpu, size_t n)
+{
+    float *g = rand_host(n, 70, 4.0f), *u = rand_host(n, 71, 2.0f), *dh = rand_host(n, 72, 1.0f);
+    float *res[2][3];
+    nmc_dev_t *ds[2] = {dv, cpu};
+    for (int s = 0; s < 2; s++) {
+        nmc_dev_t *d = ds[s];
+        void *gd = put_act(d, g, n), *ud = put_act(d, u, n), *dhd = put_act(d, dh, n);
+        void *hd = d->alloc(d, n * d->act_size), *dgd = d->alloc(d, n * d->act_size);
+        void *dud = d->alloc(d, n * d->act_size);
+        if (d->swiglu_fwd(d, hd, gd, ud, n) || d->swiglu_bwd(d, dgd, dud, dhd, gd, ud, n)) {
+            op_fail(d, "swiglu");
+            return;
+        }
+        res[s][0] = get_act(d, hd, n);
+        res[s][1] = get_act(d, dgd, n);
+        res[s][2] = get_act(d, dud, n);
+        void *all[] = {gd, ud, dhd, hd, dgd, dud};
+        for (size_t i = 0; i < 6; i++) d->free(d, all[i]);
+    }
+    const char *names[3] = {"h", "dg", "du"};
+    for (int i = 0; i < 3; i++) {
+        char what[96];
+        snprintf(what, sizeof what, "swiglu n %zu: %s vs cpu", n, names[i]);
+        expect_close(what, res[0][i], res[1][i], n, 1e-2, 2e-2);
+        free(res[0][i]);
+        free(res[1][i]);
+    }
+    free(g);
+    free(u);
+    free(dh);
+}
+
+/* dev->sumsq_many + dev->adamw_many (clipped, then not) vs the CPU's per-tensor sumsq,
+ * scale and adamw: the same bits up to the tolerance of t_adamw. */
+static void t_multi(nmc_dev_t *dv, nmc_dev_t *cpu)
+{
+    if (!dv->adamw_many || !dv->sumsq_many) {
+        printf("NOTE multi-tensor ops not provided by %s in this mode (callers loop)\n", dv->name);
+        return;
+    }
+    enum { T = 3 };
+    const size_t ns[T] = {4099, 1, 3000};
+    const float wds[T] = {0.01f, 0.0f, 0.1f};
+    float *hp[T], *hg[T], *out[2][T], *act[T];
+    double ss[2] = {0, 0};
+    nmc_dev_t *ds[2] = {dv, cpu};
+    for (int t = 0; t < T; t++) {
+        hp[t] = rand_host(ns[t], 80 + t, 1.0f);
+        hg[t] = rand_host(ns[t], 90 + t, 0.5f);
+    }
+    for (int s = 0; s < 2; s++) {
+        nmc_dev_t *d = ds[s];
+        float *p[T], *g[T], *m[T], *v[T];
+        void *a[T];
+        nmc_dev_adam_t tab[T];
+        const float *gs[T];
+        double *acc = d->alloc(d, sizeof(double));
+        int rc = !acc;
+        for (int t = 0; t < T && !rc; t++) {
+            size_t b = ns[t] * 4;
+            p[t] = d->alloc(d, b), g[t] = d->alloc(d, b), m[t] = d->alloc(d, b), v[t] = d->alloc(d, b);
+            a[t] = d->act == NMC_DTYPE_F32 ? (void *)p[t] : d->alloc(d, ns[t] * d->act_size);
+            rc = !p[t] || !g[t] || !m[t] || !v[t] || !a[t] || d->upload(d, p[t], hp[t], b) ||
+                 d->upload(d, g[t], hg[t], b);
+            tab[t] = (nmc_dev_adam_t){.p = p[t], .p_act = a[t] == (void *)p[t] ? NULL : a[t],
+                                      .g = g[t], .m = m[t], .v = v[t], .n = ns[t], .wd = wds[t]};
+            gs[t] = g[t];
+        }
+        /* the norm is ~ 30: max_norm 0.5 clips step 1 */
+        if (!rc && s == 0) {
+            rc = d->sumsq_many(d, acc, gs, ns, T) ||
+                 d->adamw_many(d, tab, T, 1e-2f, 0.9f, 0.999f, 1e-8f, 0, 1, acc, 0.5f) ||
+                 d->adamw_many(d, tab, T, 1e-2f, 0.9f, 0.999f, 1e-8f, 0, 2, NULL, 0.0f);
+        } else if (!rc) {
+            for (int t = 0; t < T && !rc; t++) rc = d->sumsq(d, acc, g[t], ns[t]);
+        }
+        if (!rc) rc = d->download(d, &ss[s], acc, sizeof(double));
+        if (!rc && s == 1) {
+            float coef = (float)(0.5 / (sqrt(ss[1]) + 1e-6));
+            for (int t = 0; t < T && !rc; t++) {
+                float *gc = d->alloc(d, ns[t] * 4);
+                rc = !gc || d->copy(d, gc, g[t], ns[t] * 4) || d->scale(d, gc, ns[t], coef) ||
+                     d->adamw(d, p[t], NULL, gc, m[t], v[t], ns[t], 1e-2f, 0.9f, 0.999f, 1e-8f, wds[t], 0, 1) ||
+                     d->adamw(d, p[t], NULL, g[t], m[t], v[t], ns[t], 1e-2f, 0.9f, 0.999f, 1e-8f, wds[t], 0, 2);
+                d->free(d, gc);
+            }
+        }
+        if (rc) {
+            op_fail(d, "multi-tensor ops");
+            return;
+        }
+        for (int t = 0; t < T; t++) {
+            out[s][t] = get_f32(d, p[t], ns[t]);
+            if (s == 0) act[t] = get_act(d, a[t], ns[t]);
+            if (a[t] != (void *)p[t]) d->free(d, a[t]);
+            d->free(d, p[t]), d->free(d, g[t]), d->free(d, m[t]), d->free(d, v[t]);
+        }
+        d->free(d, acc);
+    }
+    result(fabs(ss[0] - ss[1]) <= 1e-9 * ss[1], "sumsq_many %.12g vs cpu sumsq per tensor %.12g",
+           ss[0], ss[1]);
+    for (int t = 0; t < T; t++) {
+        char what[96];
+        snprintf(what, sizeof what, "adamw_many tensor %d (n %zu, clipped step + plain step) vs cpu", t, ns[t]);
+        expect_close(what, out[0][t], out[1][t], ns[t], 1e-6, 1e-5);
+        nmc_bf16 *tb = malloc(ns[t] * 2);
+        float *r = malloc(ns[t] * 4);
+        if (!tb || !r) abort();
+        if (dv->act == NMC_DTYPE_BF16) {
+            nmc_f32_to_bf16(tb, out[0][t], ns[t]);
+            nmc_bf16_to_f32(r, tb, ns[t]);
+        } else {
+            memcpy(r, out[0][t], ns[t] * 4);
+        }
+        result(memcmp(r, act[t], ns[t] * 4) == 0, "adamw_many tensor %d: act copy == round(master)", t);
+        free(tb);
+        free(r);
+        free(out[0][t]);
+        free(out[1][t]);
+        free(act[t]);
+    }
+    for (int t = 0; t < T; t++) {
+        free(hp[t]);
+        free(hg[t]);
+    }
+}
+
 /* many small uploads: more than the 8 MiB staging ring, the host buffer reused each time */
 static void t_staging(nmc_dev_t *dv)
 {
@@ -635,19 +854,36 @@ int main(int argc, char **argv)
         printf("device %s (act bf16) vs cpu (fp32)\n", dv->name);
     nmc_dev_t *cpu = nmc_dev_cpu_new();
     t_select();
-    t_roundtrip(dv);
-    t_elementwise(dv, cpu);
-    t_attention(dv, cpu, 16, 0);
-    t_attention(dv, cpu, 64, 0);
-    t_attention(dv, cpu, 64, 1);
-    t_lmhead(dv, cpu);
-    t_adamw(dv, cpu);
-    t_staging(dv);
-    const char *models[] = {"tests/data/models/tiny-llama", "tests/data/models/tiny-qwen3",
-                            "tests/data/golden/tiny-qwen2"};
-    for (int i = 0; i < 3; i++) {
-        t_model(dv, models[i], NMC_TRAIN_FULL);
-        t_model(dv, models[i], NMC_TRAIN_LORA);
+    /* the fast path off, then on (a device without one runs the checks once) */
+    int passes = nmc_dev_cuda_set_fast(dv, 0) >= 0 ? 2 : 1;
+    for (int pass = 0; pass < passes; pass++) {
+        if (passes == 2) nmc_dev_cuda_set_fast(dv, pass);
+        g_fast = passes == 2 && pass == 1;
+        printf("---- %s: NMC_CUDA_FAST %s\n", dv->name, g_fast ? "on" : "off");
+        t_roundtrip(dv);
+        t_elementwise(dv, cpu);
+        t_attention(dv, cpu, 16, 0);
+        t_attention(dv, cpu, 64, 0);
+        t_attention(dv, cpu, 64, 1);
+        t_lmhead(dv, cpu);
+        t_adamw(dv, cpu);
+        const int widths[] = {16, 40, 128, 1024, 2048, 4096};
+        for (size_t i = 0; i < sizeof widths / sizeof *widths; i++) t_rmsnorm(dv, cpu, 300, widths[i], 0);
+        t_rmsnorm(dv, cpu, 300, 128, 1);
+        t_rope(dv, cpu, 50, 4, 16);
+        t_rope(dv, cpu, 50, 4, 8);
+        t_rope(dv, cpu, 70, 16, 128);
+        t_rope(dv, cpu, 70, 8, 64);
+        t_swiglu(dv, cpu, 8 * 1001);
+        t_swiglu(dv, cpu, 10007);
+        t_multi(dv, cpu);
+        t_staging(dv);
+        const char *models[] = {"tests/data/models/tiny-llama", "tests/data/models/tiny-qwen3",
+                                "tests/data/golden/tiny-qwen2"};
+        for (int i = 0; i < 3; i++) {
+            t_model(dv, models[i], NMC_TRAIN_FULL);
+            t_model(dv, models[i], NMC_TRAIN_LORA);
+        }
     }
     nmc_dev_mem_t ms;
     if (nmc_dev_mem_stats(dv, &ms) == 0)

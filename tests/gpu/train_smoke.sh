@@ -16,9 +16,10 @@
 #     2-3 within rel 5e-2 (updates of slightly different gradients compound);
 #   - GPU run: mean loss of steps 5-6 below step 1 (training makes progress);
 #   - device selection before weights load: hardware.gpus "63" fails with dev-not-found,
-#     an Automodel job laid out for 64 GPUs is refused (train-unsupported from the plan, or
-#     dev-gpus-insufficient) before the model loads; hardware.gpus "0"
-#     trains on cuda:0 (GPU machines only).
+#     an Automodel job laid out for 64 GPUs is refused (dev-gpus-insufficient: more GPUs
+#     per node than visible) before the model loads; hardware.gpus "0"
+#     trains on cuda:0 (GPU machines only);
+#   - NMC_COMM=nccl at world size 1 (plain and --zero1) gives the plain GPU run's losses.
 # Exit status 1 when any check failed. Env: NMC (binary, default ./nmc), KEEP=1 keeps the
 # temp dir.
 set -u
@@ -123,6 +124,37 @@ for mode in lora all_weights; do
     if compare "$mode" "$(losses "$T/run-$mode-gpu")" "$(losses "$T/run-$mode-cpu")"; then :; else FAILS=$((FAILS + 1)); fi
 done
 
+# ---- the nccl communicator at world size 1: the data-parallel path on the GPU ------------
+# NMC_COMM=nccl forces nccl for one rank: the gradient bucket goes through ncclAllReduce
+# (plain) or ncclReduceScatter + per-shard AdamW + ncclAllGather (--zero1). Losses must
+# match the plain LoRA GPU run above: rel 1e-5 (plain: the same arithmetic) and 1e-3
+# (ZeRO-1: bf16 act copies are rewritten by a separate conversion, not inside AdamW).
+if [ "$HAVE_GPU" = 1 ] && [ -f "$T/run-lora-gpu/metrics.jsonl" ]; then
+    for z in plain zero1; do
+        job lora 0.003 "smoke-nccl-$z" >"$T/nccl-$z.json"
+        extra="" tol=1e-5
+        [ "$z" = zero1 ] && extra="--zero1" tol=1e-3
+        NMC_COMM=nccl timeout 60 "$NMC" train "$T/nccl-$z.json" --backend unsloth --device cuda:0 \
+            --output-dir "$T/run-nccl-$z" $extra >"$T/nccl-$z.out" 2>"$T/nccl-$z.err"
+        rc=$?
+        if [ "$rc" -ne 0 ] || ! grep -q "nccl communicator" "$T/nccl-$z.err"; then
+            fail "nccl $z at world size 1: exit $rc"; sed 's/^/    | /' "$T/nccl-$z.err" | tail -12; continue
+        fi
+        if $PY - "$z" "$tol" "$(losses "$T/run-lora-gpu")" "$(losses "$T/run-nccl-$z")" <<'EOF'
+import sys
+z, tol = sys.argv[1], float(sys.argv[2])
+a, b = [float(x) for x in sys.argv[3].split()], [float(x) for x in sys.argv[4].split()]
+worst = max(abs(x - y) / abs(x) for x, y in zip(a, b)) if len(a) == len(b) == 6 else float("inf")
+ok = worst <= tol
+print(("PASS " if ok else "FAIL ") + f"nccl {z} at world size 1: 6 losses vs the plain GPU run, max rel {worst:.2e} <= {tol:g}")
+sys.exit(0 if ok else 1)
+EOF
+        then :; else FAILS=$((FAILS + 1)); fi
+    done
+else
+    echo "SKIP nccl at world size 1 (no GPU, or the LoRA GPU run failed)"
+fi
+
 # ---- device selection from the job, before weights load ----------------------------------
 job lora 0.003 smoke-gpus-bad '{"gpus": "63"}' >"$T/gpus-bad.json"
 "$NMC" train "$T/gpus-bad.json" --backend unsloth --output-dir "$T/run-gpus-bad" --quiet >"$T/gb.out" 2>"$T/gb.err"
@@ -141,7 +173,7 @@ EOF
 rc=$?
 # the trainer's plan (train-unsupported) or the device plan (dev-gpus-insufficient) refuses
 # it; either way before the model loads (no "trainable parameters" line)
-if [ "$rc" -eq 1 ] && grep -Eq 'dev-gpus-insufficient|train-unsupported' "$T/am.err" &&
+if [ "$rc" -eq 1 ] && grep -Eq 'dev-gpus-insufficient|train-unsupported|launch-' "$T/am.err" &&
     ! grep -q 'trainable parameters' "$T/am.err"; then
     pass "parallelism.num_gpus_per_node 64 is refused before the model loads ($(grep -Eo 'dev-gpus-insufficient|train-unsupported' "$T/am.err" | head -1))"
 else
