@@ -73,7 +73,9 @@ static void render(nmc_diags_t *d)
 }
 
 /* ---- printing entities ------------------------------------------------------------------ */
-static void json_entity(nmc_json_writer_t *w, const nmc_store_entity_t *e)
+/* adapters: names from nmc_store_list_adapters (models only; NULL/0 for filesets and list) */
+static void json_entity(nmc_json_writer_t *w, const nmc_store_entity_t *e, const nmc_store_t *s,
+                        const char **adapters, size_t n_adapters)
 {
     nmc_jw_begin_object(w);
     nmc_jw_key(w, "ref"), nmc_jw_string(w, e->ref);
@@ -107,6 +109,17 @@ static void json_entity(nmc_json_writer_t *w, const nmc_store_entity_t *e)
         nmc_jw_key(w, "tie_word_embeddings"), nmc_jw_bool(w, m->tie_word_embeddings);
         nmc_jw_key(w, "has_tokenizer"), nmc_jw_bool(w, m->has_tokenizer);
         nmc_jw_end_object(w);
+        if (s) {
+            nmc_jw_key(w, "adapters");
+            nmc_jw_begin_array(w);
+            for (size_t i = 0; i < n_adapters; i++) {
+                nmc_jw_begin_object(w);
+                nmc_jw_key(w, "name"), nmc_jw_string(w, adapters[i]);
+                nmc_jw_key(w, "path"), nmc_jw_string(w, nmc_store_adapter_dir(s, e, adapters[i]));
+                nmc_jw_end_object(w);
+            }
+            nmc_jw_end_array(w);
+        }
     }
     nmc_jw_end_object(w);
 }
@@ -139,6 +152,15 @@ static void text_show(const nmc_store_entity_t *e)
     printf("  files:   %lld (%lld bytes)\n", (long long)e->files, (long long)e->bytes);
     if (e->kind == NMC_ENTITY_MODEL) text_model_summary(e);
     printf("  entity:  %s/entity.json\n", e->entity_dir);
+}
+
+/* The PEFT adapters trained on this base (`nmc train` with a LoRA job publishes them here). */
+static void text_adapters(const nmc_store_t *s, const nmc_store_entity_t *e, const char **names,
+                          size_t n)
+{
+    printf("  adapters: %zu%s\n", n, n ? " (PEFT layout; evaluate one with `nmc train JOB --eval-only --adapter PATH`)" : "");
+    for (size_t i = 0; i < n; i++)
+        printf("    %-28s %s\n", names[i], nmc_store_adapter_dir(s, e, names[i]));
 }
 
 static void print_tensors(const nmc_store_entity_t *e, nmc_diags_t *d)
@@ -231,7 +253,7 @@ static int do_list(nmc_entity_kind_t kind, const args_t *a, const char *cmd, con
         nmc_json_writer_t w;
         nmc_jw_init(&w, stdout, 2);
         nmc_jw_begin_array(&w);
-        for (size_t i = 0; i < n; i++) json_entity(&w, &v[i]);
+        for (size_t i = 0; i < n; i++) json_entity(&w, &v[i], NULL, NULL, 0);
         nmc_jw_end_array(&w);
         putchar('\n');
     } else if (rc == 0) {
@@ -253,13 +275,18 @@ static int do_show(nmc_entity_kind_t kind, const args_t *a, const char *cmd, con
     nmc_store_entity_t e;
     int rc = kind == NMC_ENTITY_MODEL ? nmc_store_resolve_model(s, a->positional, &e, &d)
                                       : nmc_store_resolve_fileset(s, a->positional, &e, &d);
+    const char **adapters = NULL;
+    size_t n_adapters = 0;
+    if (rc == 0 && kind == NMC_ENTITY_MODEL)
+        rc = nmc_store_list_adapters(s, &e, &adapters, &n_adapters, &d);
     if (rc == 0 && want_json(a)) {
         nmc_json_writer_t w;
         nmc_jw_init(&w, stdout, 2);
-        json_entity(&w, &e);
+        json_entity(&w, &e, s, adapters, n_adapters);
         putchar('\n');
     } else if (rc == 0) {
         text_show(&e);
+        if (kind == NMC_ENTITY_MODEL) text_adapters(s, &e, adapters, n_adapters);
         if (a->tensors && kind == NMC_ENTITY_MODEL) print_tensors(&e, &d);
     }
     if (d.n_errors) rc = -1;

@@ -601,6 +601,45 @@ const char *nmc_store_adapter_dir(const nmc_store_t *s, const nmc_store_entity_t
     return nmc_arena_printf(s->arena, "%s/adapters/%s", base->entity_dir, adapter);
 }
 
+static int cmp_str(const void *x, const void *y)
+{
+    return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+int nmc_store_list_adapters(const nmc_store_t *s, const nmc_store_entity_t *base,
+                            const char ***names, size_t *n, nmc_diags_t *d)
+{
+    *names = NULL;
+    *n = 0;
+    const char *adir = nmc_arena_printf(s->arena, "%s/adapters", base->entity_dir);
+    DIR *dir = opendir(adir);
+    if (!dir) {
+        if (errno == ENOENT) return 0; /* no adapter trained on this base yet */
+        io_err(d, adir, "read the adapters directory");
+        return -1;
+    }
+    size_t cap = 0;
+    const char **v = NULL;
+    struct dirent *e;
+    while ((e = readdir(dir))) {
+        if (e->d_name[0] == '.') continue;
+        struct stat st;
+        const char *cfg = nmc_arena_printf(s->arena, "%s/%s/adapter_config.json", adir, e->d_name);
+        if (stat(cfg, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            const char **nv = nmc_arena_alloc(s->arena, cap * sizeof *nv);
+            if (*n) memcpy(nv, v, *n * sizeof *nv);
+            v = nv;
+        }
+        v[(*n)++] = nmc_arena_strdup(s->arena, e->d_name);
+    }
+    closedir(dir);
+    if (*n) qsort(v, *n, sizeof *v, cmp_str);
+    *names = v;
+    return 0;
+}
+
 /* ---- list ------------------------------------------------------------------------------ */
 static int cmp_entity(const void *x, const void *y)
 {

@@ -111,6 +111,14 @@ int nmc_store_list(const nmc_store_t *s, nmc_entity_kind_t kind, nmc_store_entit
 const char *nmc_store_adapter_dir(const nmc_store_t *s, const nmc_store_entity_t *base,
                                   const char *adapter);
 
+/* The adapters stored under base model entity `base`: names of the directories in
+ * <entity_dir>/adapters/ that hold an adapter_config.json (PEFT layout), sorted; entries
+ * without one (a temp directory of a save in progress) are skipped. *names (an array of
+ * *n strings) lives in the store's arena until nmc_store_close. No adapters/ directory
+ * gives 0 names. Returns 0, or -1 with io-error when the directory cannot be read. */
+int nmc_store_list_adapters(const nmc_store_t *s, const nmc_store_entity_t *base,
+                            const char ***names, size_t *n, nmc_diags_t *d);
+
 /* ---- atomic file writing (used by the store and by nmc_st_write) -------------------- */
 typedef struct {
     FILE *f;        /* write here between begin and commit */

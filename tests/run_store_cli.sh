@@ -97,6 +97,15 @@ fi
 check show 0 "$NMC" models show team/qwen
 has show "$T/out" "  model:   Qwen3ForCausalLM, 2 layers, hidden 64, heads 4/2 kv, vocab 2048"
 has show "$T/out" "  entity:  $NMC_HOME/models/team/qwen/entity.json"
+has show "$T/out" "  adapters: 0"
+mkdir -p "$NMC_HOME/models/team/qwen/adapters/b-lora" "$NMC_HOME/models/team/qwen/adapters/a-lora" "$NMC_HOME/models/team/qwen/adapters/.tmp-save"
+echo "{}" > "$NMC_HOME/models/team/qwen/adapters/b-lora/adapter_config.json"
+echo "{}" > "$NMC_HOME/models/team/qwen/adapters/a-lora/adapter_config.json"
+check show-adapters 0 "$NMC" models show team/qwen
+has show-adapters "$T/out" "  adapters: 2 (PEFT layout; evaluate one with \`nmc train JOB --eval-only --adapter PATH\`)"
+has show-adapters "$T/out" "    a-lora                       $NMC_HOME/models/team/qwen/adapters/a-lora"
+check show-adapters-json 0 "$NMC" models show team/qwen --format json
+has show-adapters-json "$T/out" "\"name\": \"b-lora\""
 check show-tensors 0 "$NMC" models show tiny --tensors
 has show-tensors "$T/out" "model.layers.1.mlp.up_proj.weight"
 has show-tensors "$T/out" "BF16  [128, 64]"

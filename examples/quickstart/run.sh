@@ -1,53 +1,58 @@
 #!/bin/sh
-# run.sh — nmc quickstart: fine-tune a tiny model to add two small numbers, on the CPU.
+# run.sh — nmc quickstart: LoRA-fine-tune the bundled tiny model to answer "a + b =" in a chat
+# turn, on the CPU, and print held-out accuracy before and after. Under 3 minutes on 2 cores,
+# the build included.
 #
-#   1. builds nmc if needed (make)
-#   2. makes a model directory from the repository's fixtures: the random-init tiny Llama
-#      of tests/data/models/tiny-llama (2 layers, hidden 64, vocab 2048), the 2 003-token
-#      SentencePiece-style tokenizer tests/data/tokenizers/llama2.json, and this folder's
-#      tokenizer_config.json (a plain ChatML chat template)
-#   3. imports the model and the two JSONL filesets (train.jsonl 300 rows, heldout.jsonl 50
-#      rows, made by make_data.py) into $NMC_HOME, or a temporary store when NMC_HOME is unset
-#   4. measures held-out accuracy before training (`nmc train --eval-only`), trains with
-#      `nmc train job.json` (full fine-tuning, 30 epochs), and prints the accuracy after
-# Accuracy: greedy next-token accuracy on the answer tokens, and exact match (every answer
-# token of a row right). Expect exact match 0% before and about 80% after, in well under a
-# minute on 2 cores. See docs/training.md ("Quickstart") for why full fine-tuning, not LoRA.
+#   1. builds nmc (make -j2)
+#   2. imports into a fresh store, build/quickstart/home (it never touches your $NMC_HOME):
+#      - the model base/: a 673k-parameter Llama (4 layers, hidden 128, bf16) with its own
+#        byte-level BPE tokenizer and a ChatML chat template, pre-trained by nmc itself
+#        (make_base.sh) on number text — "7 plus 12 is 19.", "19 minus 12 is 7.",
+#        "7 + 12 = 19", counting, comparisons — but never a chat
+#      - the task (make_data.py): chat rows, user "7 + 12 =", assistant "19", operands 0..19;
+#        train.jsonl 240 pairs, heldout.jsonl the other 160 pairs (never seen in fine-tuning)
+#   3. held-out accuracy before (`nmc train job.json --eval-only`): the base cannot answer in
+#      a chat turn (0% exact match)
+#   4. `nmc train job.json`: LoRA rank 16 on every projection, 40 epochs (1 200 steps)
+#   5. held-out accuracy after (about 95% exact match), the adapter listed under its base by
+#      `nmc models show`, and — when torch, transformers and peft are installed — PEFT loading
+#      the adapter and answering the held-out questions by greedy generation
+# Accuracy: greedy next-token accuracy on the answer tokens (the digits, <|im_end|>, newline)
+# and exact match (every answer token of a row right). See docs/training.md ("Quickstart").
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 cd "$ROOT"
-[ -x ./nmc ] || make -s
-NMC=./nmc
-if ! ./nmc help train >/dev/null 2>&1; then
-  # `nmc train` is not in this build's command table yet: use a one-line driver over libnmc
-  make -s build/libnmc.a
-  mkdir -p build/quickstart
-  printf '#include "train.h"\nint main(int c, char **v) { return nmc_cmd_train(c - 1, v + 1); }\n' > build/quickstart/driver.c
-  cc -O2 -std=c11 -D_GNU_SOURCE -pthread -Iruntime -Igenerated -Ikernels -o build/quickstart/nmc-train \
-     build/quickstart/driver.c build/libnmc.a -lm -lpthread \
-     $(ls build/libnmc.a >/dev/null && nm build/libnmc.a 2>/dev/null | grep -q ' U cudaMalloc' && \
-       echo "-L/usr/local/cuda/lib64 -Wl,-rpath,/usr/local/cuda/lib64 -lcudart -lcublasLt -lcublas -lstdc++")
-  TRAIN=build/quickstart/nmc-train
-else
-  TRAIN="./nmc train"
-fi
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/nmc-quickstart.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
-if [ -z "${NMC_HOME:-}" ]; then NMC_HOME="$WORK/home"; fi
+echo "== building nmc"
+make -s -j2 nmc
+NMC_HOME="$ROOT/build/quickstart/home"
 export NMC_HOME
-MODEL="$WORK/model"
-mkdir -p "$MODEL"
-cp tests/data/models/tiny-llama/config.json tests/data/models/tiny-llama/model.safetensors \
-   tests/data/models/tiny-llama/generation_config.json "$MODEL/"
-cp tests/data/tokenizers/llama2.json "$MODEL/tokenizer.json"
-cp "$HERE/tokenizer_config.json" "$MODEL/tokenizer_config.json"
-$NMC models import "$MODEL" --name quickstart-tiny --copy >/dev/null
-$NMC filesets import "$HERE/train.jsonl" --name quickstart-add-train --copy >/dev/null
-$NMC filesets import "$HERE/heldout.jsonl" --name quickstart-add-heldout --copy >/dev/null
-echo "== before training (held-out rows)"
-$TRAIN "$HERE/job.json" --eval-only --quiet
-echo "== training (full fine-tuning; progress on stderr)"
-$TRAIN "$HERE/job.json" --output-dir "$WORK/run"
-echo "== the published model:"
-$NMC models show quickstart-add-model | head -3
+rm -rf "$NMC_HOME"
+mkdir -p "$NMC_HOME"
+OUT="$ROOT/build/quickstart"
+./nmc models import "$HERE/base" --name quickstart-base --copy | sed -n '1p;4,5p'
+./nmc filesets import "$HERE/train.jsonl" --name quickstart-add-train --copy | sed -n 1p
+./nmc filesets import "$HERE/heldout.jsonl" --name quickstart-add-heldout --copy | sed -n 1p
+
+echo "== held-out accuracy BEFORE fine-tuning (160 questions never used in training)"
+./nmc train "$HERE/job.json" --eval-only --quiet | tee "$OUT/before.txt"
+
+echo "== LoRA fine-tuning (rank 16, 40 epochs of 240 rows; progress on stderr)"
+QUIET=--quiet
+[ -t 2 ] && QUIET=
+./nmc train "$HERE/job.json" $QUIET | tee "$OUT/after.txt"
+
+em() { sed -n 's/^eval (validation set): .*exact match \([0-9.]*%\).*/\1/p' "$1" | tail -1; }
+echo
+echo "held-out exact match: $(em "$OUT/before.txt") -> $(em "$OUT/after.txt")   (base model -> base + LoRA adapter)"
+echo
+echo "== the adapter, stored under its base model (nmc models show quickstart-base):"
+./nmc models show quickstart-base | sed -n '1p;/^  adapters:/,$p'
+ADAPTER="$NMC_HOME/models/default/quickstart-base/adapters/quickstart-add-lora"
+if python3 -c "import torch, transformers, peft" 2>/dev/null; then
+  python3 "$HERE/peft_check.py" "$NMC_HOME/models/default/quickstart-base/files" "$ADAPTER" \
+    "$HERE/heldout.jsonl"
+else
+  echo "(PEFT check skipped: torch, transformers and peft are not installed; see deps/pip.txt)"
+fi
+echo "The store stays in $NMC_HOME: NMC_HOME=$NMC_HOME ./nmc models show quickstart-base"

@@ -103,7 +103,8 @@ dbuild() {
 tbench() {
     local js=()
     [ -n "${OUT:-}" ] && js=(--json "$OUT/bench.jsonl")
-    $PY bench/gpu/train_bench.py build/gpu/train_bench "${js[@]}"
+    # TBENCH_ARGS narrows the run when device time is short, e.g. "--steps 4 --configs qwen3-0.6b:2"
+    $PY bench/gpu/train_bench.py build/gpu/train_bench "${js[@]}" ${TBENCH_ARGS:-}
 }
 
 # ---- TRAIN SECTION (enable-when-ready) ---------------------------------------------------
