@@ -14,23 +14,37 @@
 
 static int single_nop_f32(nmc_comm_t *c, float *buf, size_t n) { return 0; }
 
+/* World size 1 moves no data between processes, so "single" serves host and device
+ * buffers alike; the one thing it cannot do is copy device memory (it has no stream), so
+ * an out-of-place reduce_scatter/allgather on device buffers is refused. */
+static int single_copy(nmc_comm_t *c, void *out, const void *in, size_t bytes)
+{
+    if (out == in || bytes == 0) return 0;
+    if (c->mem == NMC_COMM_MEM_DEVICE) return -1;
+    memmove(out, in, bytes);
+    return 0;
+}
+
 static int single_reduce_scatter(nmc_comm_t *c, float *out, const float *in, size_t chunk)
 {
-    if (out != in) memmove(out, in, chunk * sizeof *out);
-    return 0;
+    return single_copy(c, out, in, chunk * sizeof *out);
 }
 
 static int single_allgather(nmc_comm_t *c, void *out, const void *in, size_t bytes)
 {
-    if (out != in) memmove(out, in, bytes);
-    return 0;
+    return single_copy(c, out, in, bytes);
 }
 
 static int single_broadcast(nmc_comm_t *c, void *buf, size_t bytes, int root) { return 0; }
 static int single_barrier(nmc_comm_t *c) { return 0; }
 static int single_f64(nmc_comm_t *c, double *h, size_t n) { return 0; }
 static int single_i64(nmc_comm_t *c, int64_t *h, size_t n) { return 0; }
-static const char *single_last_error(nmc_comm_t *c) { return ""; }
+static const char *single_last_error(nmc_comm_t *c)
+{
+    return c->mem == NMC_COMM_MEM_DEVICE
+               ? "communicator \"single\" cannot copy between device buffers (pass out == in)"
+               : "";
+}
 
 static void single_abort(nmc_comm_t *c, int code, const char *why)
 {
@@ -100,7 +114,7 @@ int nmc_comm_open(const nmc_launch_t *l, const char *kind, nmc_comm_mem_t mem,
         return -1;
     }
     int dev_kind = !strcmp(k, "nccl");
-    if (!strcmp(k, "single") || !strcmp(k, "shm") || !strcmp(k, "mpi") || dev_kind) {
+    if (!strcmp(k, "shm") || !strcmp(k, "mpi") || dev_kind) {
         if ((mem == NMC_COMM_MEM_DEVICE) != dev_kind) {
             nmc_diag_t *r = nmc_diag_add(d, NMC_SEV_ERROR, "comm-kind-mismatch", NULL, 0, 0,
                                          0, "communicator \"%s\" takes %s buffers but the "
@@ -121,6 +135,7 @@ int nmc_comm_open(const nmc_launch_t *l, const char *kind, nmc_comm_mem_t mem,
         }
         *out = nmc_comm_single_new();
         (*out)->rank = 0;
+        (*out)->mem = mem;
         return 0;
     }
     if (!strcmp(k, "shm")) return nmc_comm_shm_new(l, out, d);

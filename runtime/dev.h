@@ -154,7 +154,7 @@ nmc_dev_t *nmc_dev_cpu_new(void);
 
 /* CUDA devices: turn the fast path (kernels/nmc_cuda_fused.h: vectorized RMSNorm, RoPE,
  * SwiGLU; larger lm_head chunks; adamw_many / sumsq_many) on (1) or off (0); -1 only asks.
- * Its initial state is NMC_CUDA_FAST=1 in the environment at nmc_dev_cuda_new. Returns the
+ * It starts on, unless NMC_CUDA_FAST=0 is in the environment at nmc_dev_cuda_new. Returns the
  * setting before the call, or -1 for a device that has no fast path (the CPU). Both
  * settings compute the same ops (tests/gpu/test_dev_cuda.c checks each against the CPU). */
 int nmc_dev_cuda_set_fast(nmc_dev_t *dev, int on);

@@ -445,6 +445,21 @@ START_TEST(test_open_single)
     ck_assert_int_eq(nmc_comm_open(&l, "auto", NMC_COMM_MEM_HOST, NULL, &c, &d), 0);
     ck_assert_str_eq(c->kind, "single");
     nmc_comm_free(c);
+    /* one GPU, no launcher: the trainer opens "auto" with device buffers (regression: this
+     * was refused with comm-kind-mismatch, which broke every single-GPU `nmc train`) */
+    ck_assert_int_eq(nmc_comm_open(&l, "auto", NMC_COMM_MEM_DEVICE, NULL, &c, &d), 0);
+    ck_assert_str_eq(c->kind, "single");
+    ck_assert_int_eq(c->mem, NMC_COMM_MEM_DEVICE);
+    ck_assert_uint_eq(d.n_errors, 0);
+    float buf[4] = {1, 2, 3, 4}, other[4] = {0};
+    ck_assert_int_eq(c->allreduce_sum(c, buf, 4), 0);
+    ck_assert_int_eq(c->allgather(c, buf, buf, sizeof buf), 0); /* in place: nothing to move */
+    ck_assert_int_eq(c->reduce_scatter(c, other, buf, 4), -1);   /* no device copy without a stream */
+    ck_assert_ptr_nonnull(strstr(c->last_error(c), "cannot copy between device buffers"));
+    ck_assert(other[0] == 0.0f);
+    nmc_comm_free(c);
+    ck_assert_int_eq(nmc_comm_open(&l, "single", NMC_COMM_MEM_DEVICE, NULL, &c, &d), 0);
+    nmc_comm_free(c);
     nmc_diags_free(&d);
 }
 END_TEST
