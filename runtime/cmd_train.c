@@ -210,6 +210,7 @@ typedef struct {
     nmc_dev_t *dev;
     nmc_model_t *m;
     int64_t total;
+    int64_t steps;           /* optimizer steps done so far (status.json on failure) */
     nmc_launch_t launch;
     nmc_dev_plan_t dplan;
     nmc_comm_t *comm;        /* every rank, world 1 included ("single") */
@@ -360,7 +361,8 @@ static int fail_status(run_t *r, int rc)
         }
     nmc_diags_t d2;
     nmc_diags_init(&d2);
-    nmc_run_write_status(r->run_dir, r->name, NMC_JOB_ERROR, 0, r->total, msg[0] ? msg : "failed", NULL, &d2);
+    nmc_run_write_status(r->run_dir, r->name, NMC_JOB_ERROR, r->steps, r->total, msg[0] ? msg : "failed", NULL,
+                         &d2);
     nmc_diags_free(&d2);
     nmc_run_log(r->run_dir, "error: %s", msg);
     return rc;
@@ -437,6 +439,7 @@ static int train(run_t *r)
     fault_from_env(&o);
     nmc_train_result_t res;
     rc = nmc_train_run(r->m, &r->plan, &r->tdata, r->vdata.ctx ? &r->vdata : NULL, &o, &res, &r->d);
+    r->steps = res.steps;
     end_bar(&pg);
     if (rc) return fail_status(r, 1);
     if (res.outcome == NMC_TRAIN_CANCELLED) {

@@ -213,10 +213,14 @@ static bool val_due(const loop_t *L)
     int64_t s = L->st.step;
     if (!L->val) return false;
     if (p->backend == 0 /* automodel */ && p->val_interval > 0) {
-        int64_t every = p->val_interval >= 1 ? (int64_t)p->val_interval
-                                             : (int64_t)floor(p->val_interval * (double)L->spe);
+        if (p->val_interval >= 1) return s % (int64_t)p->val_interval == 0; /* a step count */
+        /* a fraction of an epoch: every floor(f × steps per epoch) steps counted from the
+         * epoch's first step (steps of this epoch so far = ceil(micro-batches / accum)),
+         * and at the epoch's end: 0.5 with 4 steps an epoch validates after its 2nd and 4th */
+        int64_t every = (int64_t)floor(p->val_interval * (double)L->spe);
         if (every < 1) every = 1;
-        return s % every == 0 || (p->val_interval < 1 && epoch_end(L));
+        int64_t in_epoch = (L->st.batch_in_epoch + p->accum - 1) / p->accum;
+        return in_epoch % every == 0 || epoch_end(L);
     }
     if (p->eval_steps > 0) return s % p->eval_steps == 0;
     return epoch_end(L);

@@ -3,8 +3,13 @@
  * cosine + accumulation 2 + clipping over 10 steps, Adam (L2), SGD, label smoothing, a
  * clipping-dominated run, LoRA (PEFT init) for 5 steps: loss per step rel 1e-4, lr rel
  * 1e-7. Resume: 6 steps == 3 steps + stop + resume 3 (bit-identical losses); a
- * checkpoint of another spec is refused. Plans from jobs: per-backend rules, refusals
- * and notices. */
+ * checkpoint of another spec is refused. Validation cadence (Unsloth eval_steps, Automodel
+ * val_check_interval as a fraction and as a step count, once per epoch by default): the
+ * exact steps of the val_loss records of metrics.jsonl, each val_loss equal bit for bit to
+ * an evaluation of a fresh run stopped at that step, the untrained evaluation equal to
+ * transformers' loss. NEFTune in training forwards only; reruns bit-identical, another seed
+ * different; the exact key set of every metrics record. Plans from jobs: per-backend
+ * rules, refusals and notices. */
 #include "train.h"
 #include "job.h"
 #include "json.h"
@@ -141,6 +146,8 @@ typedef struct {
     double loss[64], lr[64], gn[64];
     bool resumed;
     int n_ckpt, n_val;
+    int64_t val_step[64];    /* step of each validation pass */
+    double val_loss[64];
 } rec_t;
 
 static void on_ev(void *ctx, const nmc_train_ev_t *ev)
@@ -148,7 +155,8 @@ static void on_ev(void *ctx, const nmc_train_ev_t *ev)
     rec_t *r = ctx;
     if (ev->kind == NMC_TRAIN_EV_START) r->resumed = ev->resumed;
     if (ev->kind == NMC_TRAIN_EV_CKPT) r->n_ckpt++;
-    if (ev->kind == NMC_TRAIN_EV_VAL) r->n_val++;
+    if (ev->kind == NMC_TRAIN_EV_VAL && r->n_val < 64)
+        r->val_step[r->n_val] = ev->step, r->val_loss[r->n_val++] = ev->val_loss;
     if (ev->kind != NMC_TRAIN_EV_STEP || r->n >= 64) return;
     r->loss[r->n] = ev->loss, r->lr[r->n] = ev->lr, r->gn[r->n] = ev->grad_norm;
     r->n++;
@@ -203,6 +211,7 @@ static nmc_model_t *load_model(const nmc_train_plan_t *p)
     mo.train = p->mode;
     mo.lora = p->mode == NMC_TRAIN_LORA ? &p->lora : NULL;
     mo.label_smoothing = (float)p->label_smoothing;
+    mo.neftune_alpha = (float)p->neftune_alpha;
     mo.seed = p->seed;
     nmc_model_t *m = NULL;
     int rc = nmc_model_load(&mo, &m, &D);
@@ -494,6 +503,316 @@ START_TEST(validation_once_per_epoch_by_default)
 }
 END_TEST
 
+/* ---- validation cadence, evaluation, NEFTune, reruns, metrics fields --------------------
+ * Plans over the golden micro-batches (5 per epoch); validation set = micro-batches 0 and 1.
+ * accum 1: 5 steps per epoch; accum 2: 3 (2 + 2 + 1 micro-batches). */
+static void cadence_plan(nmc_train_plan_t *p, int backend, int64_t accum, int64_t epochs,
+                         int64_t max_steps, int64_t eval_steps, double val_interval)
+{
+    golden_plan(config("full_adamw_cosine"), p);
+    p->backend = backend;
+    p->accum = accum;
+    p->epochs = epochs;
+    p->max_steps = max_steps;
+    p->max_steps_overrides = backend == NMC_BACKEND_UNSLOTH;
+    p->eval_steps = eval_steps;
+    p->val_interval = val_interval;
+}
+
+/* Train p from the fixture's initial weights; validation on micro-batches 0 and 1 when
+ * with_val. run_dir may be NULL; stop_after > 0 stops after that many steps. Returns the
+ * trained model (the caller frees it). */
+static nmc_model_t *train_with(const nmc_train_plan_t *p, bool with_val, const char *run_dir,
+                               int64_t stop_after, rec_t *rec)
+{
+    nmc_model_t *m = load_model(p);
+    mem_src_t src, vsrc;
+    mem_load(&src), mem_load(&vsrc);
+    vsrc.n_batches = 2;
+    nmc_train_data_t data = mem_data(&src), val = mem_data(&vsrc);
+    nmc_train_opts_t o = {.run_dir = run_dir, .spec_hash = "00000000000000cc", .stop_after = stop_after,
+                          .on_event = on_ev, .ev_ctx = rec};
+    nmc_train_result_t res;
+    int rc = nmc_train_run(m, p, &data, with_val ? &val : NULL, &o, &res, &D);
+    if (rc) dump();
+    ck_assert_int_eq(rc, 0);
+    return m;
+}
+
+/* An evaluation independent of the loop's validation pass: nmc_train_evaluate (the path of
+ * `nmc train --eval-only`) over the validation micro-batches. */
+static double eval_val(nmc_model_t *m)
+{
+    mem_src_t v;
+    mem_load(&v);
+    v.n_batches = 2;
+    nmc_train_data_t vd = mem_data(&v);
+    nmc_train_eval_t e;
+    int rc = nmc_train_evaluate(m, &vd, &e, &D);
+    if (rc) dump();
+    ck_assert_int_eq(rc, 0);
+    return e.loss;
+}
+
+/* metrics.jsonl of a run directory, every record checked for its exact key set. */
+typedef struct {
+    int n_train, n_val;
+    int64_t train_step[64], val_step[64];
+    double train_epoch[64], val_epoch[64], val_loss[64], eta[64];
+} metrics_t;
+
+static void check_keys(const nmc_json_t *o, const char *const *keys, size_t n, const char *line)
+{
+    ck_assert_msg(o && o->kind == NMC_JSON_OBJECT && o->u.obj.n == n, "record %s: want %zu keys", line, n);
+    for (size_t i = 0; i < n; i++) {
+        const nmc_json_member_t *mb = &o->u.obj.members[i];
+        ck_assert_msg(strcmp(mb->key, keys[i]) == 0, "record %s: key %zu is %s, want %s", line, i, mb->key,
+                      keys[i]);
+        ck_assert_msg(mb->value->kind == NMC_JSON_NUMBER, "record %s: %s is not a number", line, keys[i]);
+    }
+}
+
+static void read_metrics(const char *dir, metrics_t *mt)
+{
+    static const char *const train_keys[] = {"step", "epoch", "loss", "lr", "grad_norm",
+                                             "tokens_per_s", "elapsed_s", "eta_s"};
+    static const char *const val_keys[] = {"step", "epoch", "val_loss"};
+    memset(mt, 0, sizeof *mt);
+    char path[512], line[4096];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    nmc_arena_t *a = nmc_arena_new();
+    while (fgets(line, sizeof line, f)) {
+        nmc_json_t *o = NULL;
+        ck_assert_int_eq(nmc_json_parse(a, line, strlen(line), path, NULL, &o, &D), 0);
+        bool val = nmc_json_get(o, "val_loss") != NULL;
+        if (val) check_keys(o, val_keys, 3, line);
+        else check_keys(o, train_keys, 8, line);
+        const nmc_json_t *step = nmc_json_get(o, "step");
+        ck_assert(step->u.num.int_ok);
+        if (val && mt->n_val < 64) {
+            mt->val_step[mt->n_val] = step->u.num.i;
+            mt->val_epoch[mt->n_val] = jnum(o, "epoch");
+            mt->val_loss[mt->n_val++] = jnum(o, "val_loss");
+        } else if (!val && mt->n_train < 64) {
+            for (size_t k = 5; k < 8; k++) ck_assert_msg(jnum(o, train_keys[k]) >= 0, "%s < 0: %s", train_keys[k], line);
+            mt->train_step[mt->n_train] = step->u.num.i;
+            mt->train_epoch[mt->n_train] = jnum(o, "epoch");
+            mt->eta[mt->n_train++] = jnum(o, "eta_s");
+        }
+    }
+    fclose(f);
+    nmc_arena_free(a);
+}
+
+static const struct {
+    const char *what;
+    int backend;
+    int64_t accum, epochs, max_steps, eval_steps;
+    double val_interval;
+    int n;
+    int64_t steps[8]; /* steps after which val_loss is recorded */
+} CADENCE[] = {
+    {"unsloth eval_steps 2", NMC_BACKEND_UNSLOTH, 1, 1, 7, 2, 0, 3, {2, 4, 6}},
+    {"unsloth eval_steps 3, accumulation 2", NMC_BACKEND_UNSLOTH, 2, 1, 7, 3, 0, 2, {3, 6}},
+    {"unsloth null: epoch ends, and the end of a run cut mid-epoch", NMC_BACKEND_UNSLOTH, 1, 1, 7, 0, 0, 2, {5, 7}},
+    {"automodel val_check_interval 0.5, 5 steps an epoch", NMC_BACKEND_AUTOMODEL, 1, 2, 0, 0, 0.5, 6,
+     {2, 4, 5, 7, 9, 10}},
+    {"automodel val_check_interval 0.7, 3 steps an epoch", NMC_BACKEND_AUTOMODEL, 2, 2, 0, 0, 0.7, 4, {2, 3, 5, 6}},
+    {"automodel val_check_interval 0.5, 4 steps an epoch", NMC_BACKEND_AUTOMODEL, 1, 2, 0, 0, 0.5, 4, {2, 4, 6, 8}},
+    {"automodel val_check_interval 3 (steps)", NMC_BACKEND_AUTOMODEL, 1, 2, 0, 0, 3, 3, {3, 6, 9}},
+    {"automodel val_check_interval 1 (every step)", NMC_BACKEND_AUTOMODEL, 2, 1, 0, 0, 1, 3, {1, 2, 3}},
+    {"automodel null: once per epoch", NMC_BACKEND_AUTOMODEL, 1, 2, 0, 0, 0, 2, {5, 10}},
+    {"automodel null, max_steps cut mid-epoch", NMC_BACKEND_AUTOMODEL, 1, 2, 7, 0, 0, 2, {5, 7}},
+};
+
+START_TEST(validation_cadence)
+{
+    int i = _i;
+    nmc_train_plan_t p;
+    cadence_plan(&p, CADENCE[i].backend, CADENCE[i].accum, CADENCE[i].epochs, CADENCE[i].max_steps,
+                 CADENCE[i].eval_steps, CADENCE[i].val_interval);
+    mem_src_t four; /* "4 steps an epoch": the same source cut to 4 micro-batches */
+    bool cut = strstr(CADENCE[i].what, "4 steps") != NULL;
+    mk_tmp();
+    rec_t rec = {0};
+    nmc_model_t *m;
+    if (!cut) {
+        m = train_with(&p, true, TMP, 0, &rec);
+    } else {
+        m = load_model(&p);
+        mem_src_t vsrc;
+        mem_load(&four), mem_load(&vsrc);
+        four.n_batches = 4, vsrc.n_batches = 2;
+        nmc_train_data_t data = mem_data(&four), val = mem_data(&vsrc);
+        nmc_train_opts_t o = {.run_dir = TMP, .spec_hash = "00000000000000cc", .on_event = on_ev, .ev_ctx = &rec};
+        nmc_train_result_t res;
+        ck_assert_int_eq(nmc_train_run(m, &p, &data, &val, &o, &res, &D), 0);
+    }
+    nmc_model_free(m);
+    metrics_t mt;
+    read_metrics(TMP, &mt);
+    ck_assert_msg(mt.n_val == CADENCE[i].n, "%s: %d validation records, want %d", CADENCE[i].what, mt.n_val,
+                  CADENCE[i].n);
+    ck_assert_int_eq(rec.n_val, CADENCE[i].n);
+    for (int k = 0; k < mt.n_val; k++) {
+        ck_assert_msg(mt.val_step[k] == CADENCE[i].steps[k], "%s: validation %d after step %lld, want %lld",
+                      CADENCE[i].what, k + 1, (long long)mt.val_step[k], (long long)CADENCE[i].steps[k]);
+        ck_assert(mt.val_loss[k] == rec.val_loss[k]); /* the file holds the exact value */
+        /* a validation record carries the epoch of the training record of its step */
+        int64_t s = mt.val_step[k];
+        ck_assert(s >= 1 && s <= mt.n_train && mt.train_step[s - 1] == s);
+        ck_assert(mt.val_epoch[k] == mt.train_epoch[s - 1]);
+    }
+    ck_assert_int_eq(mt.n_train, rec.n); /* logging_steps 1: a record per step */
+    for (int k = 0; k < mt.n_train; k++) ck_assert_int_eq(mt.train_step[k], k + 1);
+    ck_assert(mt.eta[mt.n_train - 1] == 0.0);
+    rm_tmp();
+}
+END_TEST
+
+/* val_loss at each validation point equals an independent evaluation of the model trained
+ * to that step (a fresh run stopped there), bit for bit; and before training the
+ * evaluation equals transformers' loss of the untrained model on the same tokens. */
+START_TEST(validation_loss_equals_evaluation)
+{
+    const int cases[] = {0, 3}; /* unsloth eval_steps 2; automodel 0.5 */
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int i = cases[c];
+        nmc_train_plan_t p;
+        cadence_plan(&p, CADENCE[i].backend, CADENCE[i].accum, CADENCE[i].epochs, CADENCE[i].max_steps,
+                     CADENCE[i].eval_steps, CADENCE[i].val_interval);
+        rec_t rec = {0};
+        nmc_model_free(train_with(&p, true, NULL, 0, &rec));
+        ck_assert_int_eq(rec.n_val, CADENCE[i].n);
+        for (int k = 0; k < rec.n_val; k++) {
+            rec_t r2 = {0};
+            nmc_model_t *m = train_with(&p, false, NULL, rec.val_step[k], &r2);
+            ck_assert_int_eq(r2.n, rec.val_step[k]);
+            double e = eval_val(m);
+            ck_assert_msg(e == rec.val_loss[k], "%s: val_loss %.17g after step %lld, evaluation %.17g",
+                          CADENCE[i].what, rec.val_loss[k], (long long)rec.val_step[k], e);
+            nmc_model_free(m);
+        }
+    }
+    /* step 0: the golden step-1 loss is the untrained model's mean CE on micro-batches 0
+     * and 1 (full fine-tuning: the training forward is the eval forward) */
+    nmc_train_plan_t p;
+    cadence_plan(&p, NMC_BACKEND_UNSLOTH, 2, 1, 1, 0, 0);
+    nmc_model_t *m = load_model(&p);
+    double e = eval_val(m), want = nmc_json_get(config("full_adamw_cosine"), "loss")->u.arr.items[0]->u.num.d;
+    ck_assert_msg(fabs(e - want) <= 1e-4 * fabs(want), "untrained eval %.8f, torch %.8f", e, want);
+    nmc_model_free(m);
+}
+END_TEST
+
+static void params_equal(nmc_model_t *a, nmc_model_t *b, bool *same)
+{
+    size_t na, nb;
+    nmc_param_t *pa = nmc_model_params(a, &na), *pb = nmc_model_params(b, &nb);
+    ck_assert_uint_eq(na, nb);
+    *same = true;
+    for (size_t i = 0; i < na; i++) {
+        ck_assert_int_eq(pa[i].numel, pb[i].numel);
+        float *x = malloc((size_t)pa[i].numel * sizeof *x), *y = malloc((size_t)pb[i].numel * sizeof *y);
+        ck_assert_int_eq(nmc_model_param_read(a, &pa[i], x, &D), 0);
+        ck_assert_int_eq(nmc_model_param_read(b, &pb[i], y, &D), 0);
+        if (memcmp(x, y, (size_t)pa[i].numel * sizeof *x)) *same = false;
+        free(x), free(y);
+    }
+}
+
+/* NEFTune: noise in the training forward only. Before training the evaluation with and
+ * without NEFTune is identical; the training losses differ; validation passes neither add
+ * noise nor consume the noise stream (a run with validation trains exactly as one without,
+ * and its val_loss equals the evaluation of the model at that step); the seed reproduces. */
+START_TEST(neftune_in_training_forward_only)
+{
+    nmc_train_plan_t p, q;
+    cadence_plan(&p, NMC_BACKEND_UNSLOTH, 1, 1, 4, 1, 0); /* validation after every step */
+    p.neftune_alpha = 5;
+    q = p;
+    q.neftune_alpha = 0;
+    nmc_model_t *a = load_model(&p), *b = load_model(&q);
+    ck_assert(eval_val(a) == eval_val(b)); /* "step 0" */
+    nmc_model_free(a), nmc_model_free(b);
+
+    rec_t rn = {0}, r0 = {0}, rnv = {0}, rn2 = {0}, rs = {0};
+    nmc_model_t *mn = train_with(&p, true, NULL, 0, &rn);
+    nmc_model_free(train_with(&q, true, NULL, 0, &r0));
+    ck_assert_int_eq(rn.n, 4);
+    ck_assert_int_eq(r0.n, 4);
+    for (int k = 0; k < 4; k++) /* the noise changes every training forward */
+        ck_assert_msg(rn.loss[k] != r0.loss[k], "step %d: NEFTune loss %.17g equals the plain one", k + 1, rn.loss[k]);
+    /* a perturbation, not garbage: within 5% of the plain loss at step 1 */
+    ck_assert(fabs(rn.loss[0] - r0.loss[0]) < 0.05 * r0.loss[0]);
+
+    nmc_model_t *mnv = train_with(&p, false, NULL, 0, &rnv); /* no validation at all */
+    bool same;
+    params_equal(mn, mnv, &same);
+    ck_assert_msg(same, "validation changed the NEFTune training");
+    for (int k = 0; k < 4; k++) ck_assert(rnv.loss[k] == rn.loss[k] && rnv.gn[k] == rn.gn[k]);
+    nmc_model_free(mnv);
+
+    rec_t r2 = {0}; /* the model at step 2, evaluated outside the loop */
+    nmc_model_t *m2 = train_with(&p, false, NULL, 2, &r2);
+    ck_assert_int_eq(rn.val_step[1], 2);
+    ck_assert(eval_val(m2) == rn.val_loss[1]);
+    nmc_model_free(m2);
+
+    nmc_model_t *mn2 = train_with(&p, true, NULL, 0, &rn2); /* same seed: bit-identical */
+    params_equal(mn, mn2, &same);
+    ck_assert(same);
+    for (int k = 0; k < 4; k++) ck_assert(rn2.loss[k] == rn.loss[k] && rn2.val_loss[k] == rn.val_loss[k]);
+    nmc_model_free(mn2);
+
+    p.seed = 3408; /* another noise stream (the data order here does not depend on it) */
+    nmc_model_t *ms = train_with(&p, true, NULL, 0, &rs);
+    for (int k = 0; k < 4; k++) ck_assert(rs.loss[k] != rn.loss[k]);
+    nmc_model_free(ms);
+    nmc_model_free(mn);
+}
+END_TEST
+
+/* The same job twice from scratch (same seed, same threads): byte-identical metrics
+ * (loss, lr, grad_norm, val_loss) and bit-identical weights; another seed changes the
+ * losses. LoRA with dropout, so the seed's stream is in use. */
+START_TEST(reruns_are_bit_identical)
+{
+    nmc_train_plan_t p;
+    golden_plan(config("lora"), &p);
+    p.lora.dropout = 0.1;
+    p.max_steps = 6, p.eval_steps = 3;
+    mk_tmp();
+    char a[256], b[256], c[256];
+    snprintf(a, sizeof a, "%s/a", TMP), snprintf(b, sizeof b, "%s/b", TMP), snprintf(c, sizeof c, "%s/c", TMP);
+    ck_assert_int_eq(nmc_run_mkdirs(a, &D), 0);
+    ck_assert_int_eq(nmc_run_mkdirs(b, &D), 0);
+    ck_assert_int_eq(nmc_run_mkdirs(c, &D), 0);
+    rec_t ra = {0}, rb = {0}, rc = {0};
+    nmc_model_t *ma = train_with(&p, true, a, 0, &ra), *mb = train_with(&p, true, b, 0, &rb);
+    char *ta = slurp_metrics(a), *tb = slurp_metrics(b);
+    ck_assert_str_eq(ta, tb);
+    ck_assert_int_eq(ra.n_val, 2);
+    bool same;
+    params_equal(ma, mb, &same);
+    ck_assert_msg(same, "two runs of the same job gave different weights");
+    p.seed = 3408;
+    nmc_model_t *mc = train_with(&p, true, c, 0, &rc);
+    char *tc = slurp_metrics(c);
+    ck_assert_str_ne(ta, tc);
+    /* B = 0 until step 2 (step 1 has lr 0: warmup 1): equal losses, different gradients */
+    ck_assert(rc.gn[0] != ra.gn[0] && rc.gn[1] != ra.gn[1]);
+    for (int k = 2; k < 6; k++) ck_assert_msg(rc.loss[k] != ra.loss[k], "step %d: %.17g %.17g gn %.17g %.17g", k + 1, rc.loss[k], ra.loss[k], rc.gn[k], ra.gn[k]);
+    params_equal(ma, mc, &same);
+    ck_assert(!same);
+    free(ta), free(tb), free(tc);
+    nmc_model_free(ma), nmc_model_free(mb), nmc_model_free(mc);
+    rm_tmp();
+}
+END_TEST
+
 /* ---- plans from jobs -------------------------------------------------------------------- */
 static nmc_job_t *JOB;
 static nmc_arena_t *PA;
@@ -670,6 +989,10 @@ static Suite *suite(void)
     tcase_add_test(tc, resume_gives_identical_losses);
     tcase_add_test(tc, stop_flag_checkpoints_at_step_boundary);
     tcase_add_test(tc, validation_once_per_epoch_by_default);
+    tcase_add_loop_test(tc, validation_cadence, 0, (int)(sizeof CADENCE / sizeof CADENCE[0]));
+    tcase_add_test(tc, validation_loss_equals_evaluation);
+    tcase_add_test(tc, neftune_in_training_forward_only);
+    tcase_add_test(tc, reruns_are_bit_identical);
     suite_add_tcase(s, tc);
     TCase *tp = tcase_create("plan");
     tcase_add_checked_fixture(tp, setup, plan_teardown);
