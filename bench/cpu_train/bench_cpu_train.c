@@ -22,8 +22,8 @@
  */
 #include "model.h"
 #include "nmc_kernels.h"
+#include "../fma_peak.h"
 
-#include <immintrin.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,67 +35,11 @@ typedef struct {
     unsigned seed;
 } args_t;
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#define now bench_now
 
-/* ---- fp32 FMA peak of one core (12 independent chains hide FMA latency) ------------- */
-
-#define CHAINS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
-__attribute__((target("avx512f,fma"), noinline)) static float peak512(long iters, float x)
-{
-    __m512 b = _mm512_set1_ps(x), c = _mm512_set1_ps(1e-4f);
-#define DECL(i) __m512 a##i = _mm512_set1_ps(0.1f * (i + 1));
-#define STEP(i) a##i = _mm512_fmadd_ps(a##i, b, c);
-#define SUM(i) s = _mm512_add_ps(s, a##i);
-    CHAINS(DECL)
-    for (long t = 0; t < iters; t++) { CHAINS(STEP) }
-    __m512 s = _mm512_setzero_ps();
-    CHAINS(SUM)
-    return _mm512_reduce_add_ps(s);
-#undef DECL
-#undef STEP
-#undef SUM
-}
-__attribute__((target("avx2,fma"), noinline)) static float peak256(long iters, float x)
-{
-    __m256 b = _mm256_set1_ps(x), c = _mm256_set1_ps(1e-4f);
-#define DECL(i) __m256 a##i = _mm256_set1_ps(0.1f * (i + 1));
-#define STEP(i) a##i = _mm256_fmadd_ps(a##i, b, c);
-#define SUM(i) s = _mm256_add_ps(s, a##i);
-    CHAINS(DECL)
-    for (long t = 0; t < iters; t++) { CHAINS(STEP) }
-    __m256 s = _mm256_setzero_ps();
-    CHAINS(SUM)
-    float o[8];
-    _mm256_storeu_ps(o, s);
-    return o[0];
-#undef DECL
-#undef STEP
-#undef SUM
-}
-
-/* Best of 30 ~1 ms runs (the machine may be shared: the best run is the hardware's rate).
- * Returns 0 when the CPU has neither AVX-512 nor AVX2+FMA. */
-static double core_peak_gflops(void)
-{
-    __builtin_cpu_init();
-    int w = __builtin_cpu_supports("avx512f") ? 16 : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 8 : 0);
-    if (!w) return 0;
-    long iters = 200000;
-    double best = 1e30;
-    for (int r = 0; r < 30; r++) {
-        double t0 = now();
-        float x = w == 16 ? peak512(iters, 0.999f) : peak256(iters, 0.999f);
-        double dt = now() - t0;
-        if (x == 12345.0f) puts(""); /* keep the result alive */
-        best = dt < best ? dt : best;
-    }
-    return (double)iters * 12 * w * 2 / best / 1e9;
-}
+/* one core's fp32 FMA peak (bench/fma_peak.h); 0 when the CPU has neither AVX-512 nor
+ * AVX2+FMA */
+static double core_peak_gflops(void) { return bench_core_peak_gflops(bench_vector_width(), 200000); }
 
 /* ---- analytic FLOP count of one training step ----------------------------------------- */
 
