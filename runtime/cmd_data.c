@@ -14,7 +14,10 @@ static const char USAGE[] =
     "usage: nmc data inspect JOB [--n N] [--backend automodel|unsloth] [--color auto|always|never]\n"
     "Print the first N samples of the job's training data (default 3) exactly as the model sees\n"
     "them: the trained tokens (the loss targets) «marked» (green on a terminal), then the dataset\n"
-    "report. The model and filesets are resolved in the store ($NMC_HOME).\n";
+    "report. The model and filesets are resolved in the store ($NMC_HOME). The backend is\n"
+    "--backend, else the file's \"$schema\", else automodel. See docs/dataset.md.\n"
+    "Exit status: 0 ok, 1 invalid job, unknown model or fileset, or malformed rows, 2 usage\n"
+    "or I/O error.\n";
 
 typedef struct {
     const char *job;

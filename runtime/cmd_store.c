@@ -20,14 +20,17 @@ static const char *MODELS_USAGE =
     "       nmc models list [--format text|json]\n"
     "       nmc models show [WORKSPACE/]NAME [--format text|json] [--tensors]\n"
     "The store lives in $NMC_HOME (default $XDG_DATA_HOME/nmc or ~/.local/share/nmc).\n"
-    "Import records DIR by reference unless --copy copies it into the store.\n";
+    "Import records DIR by reference unless --copy copies it into the store. `show` also lists\n"
+    "the LoRA adapters trained on the model; --tensors lists the checkpoint's tensors.\n"
+    "See docs/store.md. Exit status: 0 ok, 1 error, 2 usage error.\n";
 
 static const char *FILESETS_USAGE =
     "usage: nmc filesets import PATH --name [WORKSPACE/]NAME [--copy]\n"
     "       nmc filesets list [--format text|json]\n"
     "       nmc filesets show [WORKSPACE/]NAME [--format text|json]\n"
     "The store lives in $NMC_HOME (default $XDG_DATA_HOME/nmc or ~/.local/share/nmc).\n"
-    "Import records PATH by reference unless --copy copies it into the store.\n";
+    "Import records PATH (a JSONL file or a directory of them) by reference unless --copy\n"
+    "copies it into the store. See docs/store.md. Exit status: 0 ok, 1 error, 2 usage error.\n";
 
 static int usage_error(const char *cmd, const char *usage, const char *fmt, const char *arg)
 {

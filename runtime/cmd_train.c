@@ -37,16 +37,24 @@ static const char *USAGE =
     "Trains the job's model on its filesets (both from the store in $NMC_HOME) and publishes\n"
     "the result to the store. The run directory ($NMC_HOME/jobs/<job name>, or --output-dir)\n"
     "holds spec.json, status.json, train.log, metrics.jsonl and checkpoints/.\n"
-    "  --resume      continue from the run directory's last checkpoint (same job file)\n"
-    "  --eval-only   print held-out loss and greedy accuracy of the model (with --adapter:\n"
-    "                of that PEFT adapter on the base), then exit; trains nothing\n"
+    "  --resume        continue from the run directory's last checkpoint (same job file)\n"
+    "  --output-dir DIR  the run directory\n"
+    "  --backend B     automodel or unsloth (default: the file's \"$schema\", else automodel)\n"
+    "  --device D      auto (default: the first visible GPU, else the CPU), cpu, cuda:N\n"
+    "  --threads N     CPU threads (default: every core)\n"
+    "  --quiet         no progress lines\n"
+    "  --eval-only     print held-out loss, token accuracy and exact match of the model (with\n"
+    "                  --adapter DIR: of that PEFT adapter on the base), then exit; trains\n"
+    "                  nothing; without validation data it evaluates the training set\n"
     "  --stop-after N  stop after N steps as if interrupted (for testing resume)\n"
-    "  --zero1       data parallelism: shard the optimizer state over the ranks (ZeRO-1;\n"
-    "                also NMC_ZERO1=1)\n"
+    "  --zero1         data parallelism: shard the optimizer state over the ranks (ZeRO-1;\n"
+    "                  also NMC_ZERO1=1)\n"
     "Jobs laid out for several GPUs train data-parallel: under mpirun / srun (one rank per\n"
     "GPU) or, on one node without a launcher, with ranks nmc starts itself. NMC_COMM picks\n"
-    "the communicator (auto, single, shm, mpi, nccl). See docs/distributed.md.\n"
-    "Ctrl-C writes a checkpoint at the next step boundary and exits with status 130.\n";
+    "the communicator (auto, single, shm, mpi, nccl). See docs/training.md and\n"
+    "docs/distributed.md.\n"
+    "Ctrl-C writes a checkpoint at the next step boundary and exits with status 130.\n"
+    "Exit status: 0 done, 1 invalid job or failed run, 2 usage or I/O error, 130 stopped.\n";
 
 typedef struct {
     const char *job, *output_dir, *backend, *device, *adapter;
@@ -549,7 +557,7 @@ static int join(run_t *r, int argc, char **argv, bool *spawned)
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int can = r->launch.source != NMC_LAUNCH_NONE || nmc_dev_cuda_count() > 0 ? INT_MAX
             : (int)(cores > 1 ? cores : 1);
-    if (nmc_dev_plan_job(r->job, can, &r->dplan, &r->d)) return 1;
+    if (nmc_dev_plan_job_for(r->job, r->a.device, can, &r->dplan, &r->d)) return 1;
     int64_t nodes = r->dplan.num_nodes, gpn = r->dplan.total_gpus / (nodes > 0 ? nodes : 1);
     if (nmc_launch_should_spawn(&r->launch, nodes, gpn)) {
         *spawned = true;

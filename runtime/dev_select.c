@@ -287,6 +287,16 @@ int nmc_dev_plan_job(const nmc_job_t *job, int max_ranks, nmc_dev_plan_t *pl, nm
     return plan(job, max_ranks, true, pl ? pl : &tmp, d);
 }
 
+int nmc_dev_plan_job_for(const nmc_job_t *job, const char *spec, int max_ranks,
+                         nmc_dev_plan_t *pl, nmc_diags_t *d)
+{
+    nmc_dev_plan_t tmp;
+    spec_kind_t kind;
+    int index;
+    bool explicit_spec = parse_spec(spec, &kind, &index) == 0 && kind != SPEC_AUTO;
+    return plan(job, max_ranks, !explicit_spec, pl ? pl : &tmp, d);
+}
+
 int nmc_dev_open_for_job(const nmc_job_t *job, const char *spec, int max_ranks, nmc_dev_t **out,
                          nmc_dev_plan_t *pl, nmc_diags_t *d)
 {

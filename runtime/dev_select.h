@@ -1,6 +1,6 @@
 /* dev_select.h — choosing the device a job trains on, and the CUDA device constructor.
  *
- * Device specs (the CLI's --device, NMC_DEVICE): "auto" (CUDA device 0 when a GPU is
+ * Device specs (the CLI's --device): "auto" (CUDA device 0 when a GPU is
  * visible, else the CPU), "cpu", "cuda" (= "cuda:0"), "cuda:N" (N-th VISIBLE device,
  * i.e. counted after CUDA_VISIBLE_DEVICES). NULL or "" means "auto".
  *
@@ -57,6 +57,12 @@ typedef struct {
  * diagnostics positioned at the job's fields. */
 int nmc_dev_plan_job(const struct nmc_job *job, int max_ranks, nmc_dev_plan_t *plan,
                      nmc_diags_t *d);
+
+/* nmc_dev_plan_job for a run whose device is `spec` (the CLI's --device): an explicit
+ * "cpu" / "cuda:N" takes precedence over hardware.gpus, so its index is not checked against
+ * the visible GPUs; NULL / "auto" checks it as nmc_dev_plan_job does. */
+int nmc_dev_plan_job_for(const struct nmc_job *job, const char *spec, int max_ranks,
+                         nmc_dev_plan_t *plan, nmc_diags_t *d);
 
 /* nmc_dev_plan_job, then open the device: spec NULL/"auto" lets the job choose
  * (hardware.gpus, else auto); an explicit "cpu" / "cuda:N" wins over hardware.gpus (a

@@ -77,6 +77,11 @@ static int help(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    if (!strcmp(argv[0], "help") || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
+        fputs("usage: nmc help [COMMAND]\n\nWithout COMMAND: the list of commands. With one: its "
+              "options (the same as `nmc COMMAND --help`).\n", stdout);
+        return 0;
+    }
     const command_t *c = find(argv[0]);
     if (!c) return unknown_command(argv[0]);
     if (c->usage) {

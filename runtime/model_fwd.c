@@ -6,7 +6,8 @@
  * nmc_acts_t). With opts.recompute only each layer's input is kept and the layer's
  * forward is re-run (same dropout masks: same RNG counters) right before its backward.
  * Backward stops at the lowest layer that holds a trainable tensor (LoRA on upper
- * layers only, or a frozen embedding, need no gradient below it).
+ * layers only, or a frozen embedding, need no gradient below it), and that layer skips
+ * its own input gradient unless the embedding trains.
  */
 #include "model_int.h"
 #include <math.h>
@@ -107,12 +108,16 @@ static void carve_all(nmc_model_t *m, carve_t *c, size_t N)
     m->pos = take(c, N * sizeof(int32_t));
     m->doc = take(c, N * sizeof(int32_t));
     m->loss_dev = take(c, sizeof(double));
+    m->ce_rows = take(c, N * sizeof(int32_t));
+    m->ce_labels = take(c, N * sizeof(int32_t));
 }
 
 void nmc_model_free_acts(nmc_model_t *m)
 {
     if (m->pool) m->dev->free(m->dev, m->pool);
     if (m->logits) m->dev->free(m->dev, m->logits);
+    free(m->ce_host);
+    m->ce_host = NULL;
     m->pool = m->logits = NULL;
     m->cap_tokens = m->cap_logits = 0;
 }
@@ -124,6 +129,8 @@ int nmc_model_ensure_acts(nmc_model_t *m, int B, int T, nmc_diags_t *d)
     if (m->pool) m->dev->free(m->dev, m->pool);
     m->pool = NULL;
     m->cap_tokens = 0;
+    free(m->ce_host);
+    if (!(m->ce_host = malloc(sizeof(int32_t) * 2 * (size_t)N))) abort(); /* as the arena */
     if (!m->acts) m->acts = nmc_arena_alloc(m->arena, sizeof *m->acts * (size_t)(m->n_layers + 1));
     carve_t c = {NULL, 0};
     carve_all(m, &c, (size_t)N);
@@ -187,6 +194,28 @@ static int check_batch(const nmc_model_t *m, const nmc_batch_t *b, nmc_diags_t *
     return 0;
 }
 
+/* lm_head + CE costs the same for a row with an ignored label (prompt, padding) as for a
+ * labelled one: on the CPU the labelled rows are gathered (m->ce_rows) and only they go
+ * through it, when at least 1/64 of the rows are ignored (below that the gather, scatter
+ * and zeroing of [N, D] cost about what they save). Rows are independent, so losses and
+ * dx are the same; dW sums the same terms (ignored rows add exact zeros). The GPU device
+ * keeps its own path (its dx is bf16, the scatter accumulates fp32). */
+static int compact_rows(nmc_model_t *m, const nmc_batch_t *b)
+{
+    int N = b->B * b->T, n = 0;
+    m->n_ce = -1;
+    if (m->dev->kind != NMC_DEV_CPU) return 0;
+    for (int i = 0; i < N; i++)
+        if (b->labels[i] != NMC_IGNORE_INDEX) {
+            m->ce_host[n] = i;
+            m->ce_host[N + n++] = b->labels[i];
+        }
+    if ((int64_t)(N - n) * 64 < N) return 0;
+    m->n_ce = n;
+    CK(m->dev->upload(m->dev, m->ce_rows, m->ce_host, sizeof(int32_t) * (size_t)n));
+    return m->dev->upload(m->dev, m->ce_labels, m->ce_host + N, sizeof(int32_t) * (size_t)n);
+}
+
 static int upload_batch(nmc_model_t *m, const nmc_batch_t *b, nmc_diags_t *d)
 {
     if (check_batch(m, b, d) != 0 || nmc_model_ensure_acts(m, b->B, b->T, d) != 0) return -1;
@@ -196,7 +225,7 @@ static int upload_batch(nmc_model_t *m, const nmc_batch_t *b, nmc_diags_t *d)
     CK(dev->upload(dev, m->labels, b->labels, bytes));
     CK(dev->upload(dev, m->pos, b->positions, bytes));
     CK(dev->upload(dev, m->doc, b->doc_start, bytes));
-    return 0;
+    return compact_rows(m, b);
 }
 
 /* ---- linear + LoRA ------------------------------------------------------------------------ */
@@ -233,7 +262,8 @@ static int lin_fwd(nmc_model_t *m, const nmc_lin_t *L, const void *x, void *y, v
     return 0;
 }
 
-/* Gradients of a linear: weight/bias/LoRA grads accumulated, dx = (or +=, acc) dL/dx. */
+/* Gradients of a linear: weight/bias/LoRA grads accumulated, dx = (or +=, acc) dL/dx;
+ * dx == NULL: no input gradient (nothing below needs it). */
 static int lin_bwd(nmc_model_t *m, const nmc_lin_t *L, const void *dy, const void *x,
                    const void *lora_h, void *dx, int acc, const pass_t *ps)
 {
@@ -242,21 +272,25 @@ static int lin_bwd(nmc_model_t *m, const nmc_lin_t *L, const void *dy, const voi
     if (L->w->trainable)
         CK(dev->matmul_f32c(dev, L->w->grad, dy, x, L->out, L->in, N, 1, 0, 1.0f, 1.0f));
     if (L->b && L->b->trainable) CK(dev->bias_bwd(dev, L->b->grad, dy, N, L->out));
-    CK(dev->matmul(dev, dx, dy, L->w->data, N, L->in, L->out, 0, 0, 1.0f, acc ? 1.0f : 0.0f));
-    if (!L->A) return 0;
+    if (dx)
+        CK(dev->matmul(dev, dx, dy, L->w->data, N, L->in, L->out, 0, 0, 1.0f, acc ? 1.0f : 0.0f));
+    if (!L->A || (!dx && !L->A->trainable && !L->Bm->trainable)) return 0;
     bool drop = lora_drops(m, ps);
     uint64_t seed = m->opts.seed ^ L->drop_seed;
     float p = (float)m->lora.dropout;
-    const void *xl = x;
-    if (drop) {
-        CK(dev->dropout_apply(dev, m->x_drop, x, (size_t)N * L->in, p, seed, ps->offset));
-        xl = m->x_drop;
-    }
     if (L->Bm->trainable)
         CK(dev->matmul_f32c(dev, L->Bm->grad, dy, lora_h, L->out, r, N, 1, 0, L->scale, 1.0f));
+    if (!dx && !L->A->trainable) return 0;
     CK(dev->matmul(dev, m->d_lora, dy, L->Bm->data, N, r, L->out, 0, 0, L->scale, 0.0f));
-    if (L->A->trainable)
+    if (L->A->trainable) {
+        const void *xl = x;
+        if (drop) {
+            CK(dev->dropout_apply(dev, m->x_drop, x, (size_t)N * L->in, p, seed, ps->offset));
+            xl = m->x_drop;
+        }
         CK(dev->matmul_f32c(dev, L->A->grad, m->d_lora, xl, r, L->in, N, 1, 0, 1.0f, 1.0f));
+    }
+    if (!dx) return 0;
     if (!drop) return dev->matmul(dev, dx, m->d_lora, L->A->data, N, L->in, r, 0, 0, 1.0f, 1.0f);
     CK(dev->matmul(dev, m->x_drop, m->d_lora, L->A->data, N, L->in, r, 0, 0, 1.0f, 0.0f));
     CK(dev->dropout_apply(dev, m->x_drop, m->x_drop, (size_t)N * L->in, p, seed, ps->offset));
@@ -311,8 +345,10 @@ static int layer_fwd(nmc_model_t *m, int l, const nmc_batch_t *b, const pass_t *
 
 static float *grad_of(nmc_param_t *p) { return p && p->trainable ? p->grad : NULL; }
 
-/* In: m->d_res = dL/d(layer output). Out: m->d_res = dL/d(layer input). */
-static int layer_bwd(nmc_model_t *m, int l, const nmc_batch_t *b, const pass_t *ps)
+/* In: m->d_res = dL/d(layer output). Out: m->d_res = dL/d(layer input) when need_dx;
+ * else (nothing below needs it) the input gradient is not computed and d_res is stale. */
+static int layer_bwd(nmc_model_t *m, int l, const nmc_batch_t *b, const pass_t *ps,
+                     bool need_dx)
 {
     nmc_dev_t *dev = m->dev;
     const nmc_model_config_t *g = &m->cfg;
@@ -342,11 +378,14 @@ static int layer_bwd(nmc_model_t *m, int l, const nmc_batch_t *b, const pass_t *
         dq = m->d_q2;
         dk = m->d_k2;
     }
-    CK(lin_bwd(m, &L->lin[LIN_Q], dq, a->ln1, a->lora_h[LIN_Q], m->d_a, 0, ps));
-    CK(lin_bwd(m, &L->lin[LIN_K], dk, a->ln1, a->lora_h[LIN_K], m->d_a, 1, ps));
-    CK(lin_bwd(m, &L->lin[LIN_V], m->d_v, a->ln1, a->lora_h[LIN_V], m->d_a, 1, ps));
+    /* the input_layernorm's input gradient also feeds its weight gradient */
+    void *d_ln1 = need_dx || grad_of(L->ln1) ? m->d_a : NULL;
+    CK(lin_bwd(m, &L->lin[LIN_Q], dq, a->ln1, a->lora_h[LIN_Q], d_ln1, 0, ps));
+    CK(lin_bwd(m, &L->lin[LIN_K], dk, a->ln1, a->lora_h[LIN_K], d_ln1, 1, ps));
+    CK(lin_bwd(m, &L->lin[LIN_V], m->d_v, a->ln1, a->lora_h[LIN_V], d_ln1, 1, ps));
+    if (!d_ln1) return 0;
     CK(dev->rmsnorm_bwd(dev, m->d_b, grad_of(L->ln1), m->d_a, a->x_in, L->ln1->data, a->rstd1, N, D));
-    return dev->add_act(dev, m->d_res, m->d_b, ND, 1.0f);
+    return need_dx ? dev->add_act(dev, m->d_res, m->d_b, ND, 1.0f) : 0;
 }
 
 /* ---- whole model -------------------------------------------------------------------------- */
@@ -399,11 +438,23 @@ static int64_t count_labels(const nmc_batch_t *b)
     return n;
 }
 
+/* Loss into m->loss_dev; bwd: dL/d(lnf) into m->d_a (and the lm_head's dW). */
 static int run_loss(nmc_model_t *m, const pass_t *ps, bool bwd, float grad_scale)
 {
     nmc_dev_t *dev = m->dev;
     const nmc_model_config_t *g = &m->cfg;
+    int D = (int)g->hidden_size, n = m->n_ce;
     CK(dev->zero(dev, m->loss_dev, sizeof(double)));
+    if (n >= 0) { /* labelled rows only (compact_rows): x gathered into d_b, dx in d_res */
+        CK(dev->embedding_fwd(dev, m->d_b, m->ce_rows, m->lnf, n, D));
+        CK(dev->lmhead_ce(dev, m->loss_dev, bwd ? m->d_res : NULL,
+                          bwd ? grad_of(m->lm_head) : NULL, m->d_b, m->lm_head->data,
+                          m->ce_labels, n, D, (int)g->vocab_size, m->opts.label_smoothing,
+                          grad_scale, m->opts.ce_chunk));
+        if (!bwd) return 0;
+        CK(dev->zero(dev, m->d_a, (size_t)ps->N * D * dev->act_size));
+        return dev->embedding_bwd(dev, m->d_a, m->d_res, m->ce_rows, n, D);
+    }
     return dev->lmhead_ce(dev, m->loss_dev, bwd ? m->d_a : NULL, bwd ? grad_of(m->lm_head) : NULL,
                           m->lnf, m->lm_head->data, m->labels, ps->N, (int)g->hidden_size,
                           (int)g->vocab_size, m->opts.label_smoothing, grad_scale,
@@ -419,7 +470,9 @@ static int fwd_bwd(nmc_model_t *m, const nmc_batch_t *b, float grad_scale, const
     CK(dev->rmsnorm_bwd(dev, m->d_res, grad_of(m->final_norm), m->d_a, m->x_final,
                         m->final_norm->data, m->rstd_f, N, D));
     int lo = lowest_trainable_layer(m);
-    for (int l = m->n_layers - 1; l >= lo; l--) CK(layer_bwd(m, l, b, ps));
+    /* the lowest layer's input gradient is needed only by a trainable embedding */
+    for (int l = m->n_layers - 1; l >= lo; l--)
+        CK(layer_bwd(m, l, b, ps, l > lo || m->embed->trainable));
     if (m->embed->trainable) CK(dev->embedding_bwd(dev, m->embed->grad, m->d_res, m->ids, N, D));
     return 0;
 }

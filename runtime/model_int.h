@@ -79,6 +79,11 @@ struct nmc_model {
     int cap_logits;
     int32_t *ids, *labels, *pos, *doc; /* device [N] */
     double *loss_dev;        /* device double */
+    /* lm_head + CE on the labelled rows only (CPU: model_fwd.c, compact_rows): n_ce rows,
+     * their indices and labels (device [N]); n_ce < 0 runs every row */
+    int32_t *ce_rows, *ce_labels;
+    int n_ce;
+    int32_t *ce_host;        /* host [2 * cap_tokens]: indices then labels (malloc) */
 };
 
 /* Internal, model.c: write a whole file atomically (io-error on failure). */

@@ -3,7 +3,7 @@
  * NMC_HOME (env), else $XDG_DATA_HOME/nmc, else $HOME/.local/share/nmc, holds
  *   models/<workspace>/<name>/entity.json      the Model Entity (metadata, where the files are)
  *   models/<workspace>/<name>/files/           the checkpoint, when imported with --copy
- *   models/<workspace>/<name>/adapters/<adapter>/   reserved: LoRA adapters trained on this
+ *   models/<workspace>/<name>/adapters/<adapter>/   LoRA adapters trained on this
  *                                              base (one directory per adapter, PEFT layout)
  *   filesets/<workspace>/<name>/entity.json    the FileSet
  *   filesets/<workspace>/<name>/files/         the data, when imported with --copy
@@ -106,7 +106,7 @@ int nmc_store_resolve_fileset(const nmc_store_t *s, const char *ref,
 int nmc_store_list(const nmc_store_t *s, nmc_entity_kind_t kind, nmc_store_entity_t **items,
                    size_t *n, nmc_diags_t *d);
 
-/* Directory reserved for adapters of a base model entity: <entity_dir>/adapters/<adapter>.
+/* Directory of an adapter of a base model entity (where `nmc train` publishes LoRA outputs): <entity_dir>/adapters/<adapter>.
  * (Allocated in the store's arena; the directory is not created.) */
 const char *nmc_store_adapter_dir(const nmc_store_t *s, const nmc_store_entity_t *base,
                                   const char *adapter);

@@ -1,6 +1,6 @@
 /* train_plan.c — a loaded job (Automodel or Unsloth) resolved into nmc_train_plan_t: the
  * backend-neutral numbers the training loop needs, plus the refusals (before any weights
- * load) and the notices for what the CPU path maps to something else.
+ * load) and the notices for what nmc maps to something else.
  *
  * What belongs here: field-to-plan mapping, per-backend rules (epochs vs max_steps,
  * warmup, optimizer names), and the step arithmetic (steps per epoch, total, warmup).
@@ -142,7 +142,7 @@ static void automodel_refusals(ctx_t *c, const nmc_automodel_job_t *j)
         (t->precision == NMC_AUTOMODEL_TRAINING_PRECISION_FP8 ||
          t->precision == NMC_AUTOMODEL_TRAINING_PRECISION_FP16))
         note(c, "train-precision-cpu", "training.precision",
-             "the CPU path computes in fp32; the requested precision applies on a GPU");
+             "nmc computes in fp32 on the CPU and in bf16 (fp32 accumulation) on CUDA; fp16/fp8 training is not implemented");
 }
 
 static void automodel_plan(ctx_t *c, const nmc_automodel_job_t *j, nmc_arena_t *a, nmc_train_plan_t *p)
@@ -260,7 +260,7 @@ static void unsloth_optim(ctx_t *c, const nmc_unsloth_optimizer_t *o, nmc_train_
     if (o->optim == NMC_UNSLOTH_OPTIMIZER_OPTIM_ADAMW_8BIT ||
         o->optim == NMC_UNSLOTH_OPTIMIZER_OPTIM_PAGED_ADAMW_8BIT)
         note(c, "train-optim-8bit", "optimizer.optim",
-             "8-bit AdamW is not implemented on the CPU path: nmc uses fp32 AdamW (same update, larger state)");
+             "8-bit AdamW is not implemented: nmc uses AdamW with fp32 state (same update, larger state)");
     p->max_grad_norm = o->max_grad_norm;
     p->label_smoothing = o->label_smoothing_factor;
     p->neftune_alpha = nmc_field_null(o, NMC_UNSLOTH_OPTIMIZER__NEFTUNE_NOISE_ALPHA) ? 0.0 : o->neftune_noise_alpha;
@@ -316,7 +316,7 @@ static void unsloth_plan(ctx_t *c, const nmc_unsloth_job_t *j, nmc_arena_t *a, n
     p->recompute = j->training.use_gradient_checkpointing != NMC_UNSLOTH_TRAINING_USE_GRADIENT_CHECKPOINTING_FALSE_;
     if (j->model.load_in_4bit || j->model.load_in_8bit)
         note(c, "train-quantized-load", j->model.load_in_4bit ? "model.load_in_4bit" : "model.load_in_8bit",
-             "quantized loading is not implemented on the CPU path: nmc trains the unquantized base (fp32)");
+             "quantized loading is not implemented: nmc trains the unquantized base (fp32 on the CPU, bf16 on CUDA)");
     unsloth_optim(c, &j->optimizer, p);
     unsloth_schedule(c, &j->schedule, p);
     if (j->training.finetuning_type == NMC_UNSLOTH_TRAINING_FINETUNING_TYPE_ALL_WEIGHTS) {

@@ -200,6 +200,14 @@ START_TEST(gpus_overridden_by_cpu)
     ck_assert_str_eq(D.items[0].message, "--device cpu overrides hardware.gpus \"3\"");
     ck_assert_int_eq(pl.total_gpus, 1);
     dv->destroy(dv);
+    /* the trainer plans before it opens: with an explicit device the index is not checked
+     * (regression: `nmc train --device cpu` refused such a job with dev-not-found) */
+    nmc_diags_free(&D);
+    nmc_diags_init(&D);
+    ck_assert_int_eq(nmc_dev_plan_job_for(job, "cpu", 1, &pl, &D), 0);
+    ck_assert_int_eq((int)D.n_errors, 0);
+    ck_assert_int_eq(nmc_dev_plan_job_for(job, NULL, 1, &pl, &D), -1);
+    ck_assert_str_eq(D.items[D.n - 1].code, "dev-not-found");
     nmc_job_free(job);
 }
 END_TEST

@@ -9,8 +9,8 @@
  * ids, every position labelled, one document per row), global grad norm (device sum of
  * squares, one download) with clipping at 1.0, AdamW (fp32 master, bf16 copy) on every
  * trainable tensor. This is the work of `nmc train` per step minus data loading and
- * logging. Two warm-up steps are not timed. With NMC_CUDA_FAST=1 in the environment the
- * device runs its fast path, and where the device offers dev->sumsq_many / adamw_many the
+ * logging. Two warm-up steps are not timed. Unless NMC_CUDA_FAST=0 is in the environment
+ * the device runs its fast path (the default), and where the device offers dev->sumsq_many / adamw_many the
  * optimizer uses them: one squared-norm pass, clipping folded into one AdamW launch over
  * every tensor, no host sync for the norm. Prints one JSON line:
  *   {"mode", "B", "T", "steps", "params", "trainable", "tokens_per_s", "step_ms",

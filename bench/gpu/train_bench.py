@@ -10,8 +10,9 @@ temp dir, and measures one optimizer step at seq len 2048 for each config:
 For each (config, mode):
   nmc   build/gpu/train_bench (runtime/model.h on the CUDA device: bf16 activations,
         fp32 master weights, grads and AdamW moments; grad-norm clip 1.0; AdamW), run
-        twice: the default path, and "nmc-fast" with NMC_CUDA_FAST=1 (fused/vectorized
-        kernels, larger lm_head chunks, multi-tensor AdamW with the clip folded in)
+        twice: "nmc" with NMC_CUDA_FAST=0 (the plain kernels) and "nmc-fast" with
+        NMC_CUDA_FAST=1 (the default: fused/vectorized kernels, larger lm_head chunks,
+        multi-tensor AdamW with the clip folded in)
   peer  transformers + PEFT, attn_implementation="sdpa", torch.autocast(bf16):
         LoRA: bf16 frozen base, fp32 adapters (PEFT default); full: fp32 weights (the
         HF Trainer bf16=True setup); clip_grad_norm_(1.0); torch.optim.AdamW (fused).

@@ -9,7 +9,7 @@
 #      (4 layers, hidden 128, 673k parameters)
 #   3. `nmc train base_job.json`: full fine-tuning (pre-training, in effect) of that model on
 #      the corpus for one epoch — Unsloth text rows, packed to 256 tokens, AdamW 2e-3, cosine —
-#      about 1 200 steps, 1.5 to 3 minutes on 2 cores
+#      about 930 steps, 1.5 to 3 minutes on 2 cores
 #   4. `nmc train probe_job.json --eval-only`, before and after: how well the model completes
 #      "a plus b is" (exact match: the sum, the period and the end of text)
 #   5. copies the published model (bf16 safetensors, config, tokenizer, generation config)

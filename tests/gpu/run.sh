@@ -14,9 +14,10 @@
 #   devtest  build/gpu/test_dev_cuda: the CUDA device (runtime/dev_cuda.c) vs the CPU
 #            device through dev.h and model.h (ops, tiny models' loss and gradients)
 #   tbench   bench/gpu/train_bench.py: LoRA and full training of a 0.6B Qwen3-shaped model
-#            (B 2) and a 1.2B Llama-3.2-1B-shaped one (B 2 and 8), nmc (default and
-#            NMC_CUDA_FAST=1) vs transformers + PEFT (tokens/s, MFU, peak memory, ratios)
-#   train    ./nmc train smoke run, only once the engine exists (SKIP otherwise)
+#            (B 2) and a 1.2B Llama-3.2-1B-shaped one (B 2 and 8), nmc (plain kernels,
+#            NMC_CUDA_FAST=0, and the default fast path) vs transformers + PEFT (tokens/s,
+#            MFU, peak memory, ratios)
+#   train    tests/gpu/train_smoke.sh (`nmc train` GPU vs CPU, NCCL at world size 1)
 # Exit status 1 when any step FAILED, else 0. Budget: < 4 minutes on an H100 (tbench ~3).
 # No libjsmn-dev on the GPU machine: when .gpu-carry/include/jsmn.h exists (the coordinator
 # carries it), every make gets EXTRA_CFLAGS=-I.gpu-carry/include.
@@ -107,10 +108,10 @@ tbench() {
     $PY bench/gpu/train_bench.py build/gpu/train_bench "${js[@]}" ${TBENCH_ARGS:-}
 }
 
-# ---- TRAIN SECTION (enable-when-ready) ---------------------------------------------------
-# The training engine (`nmc train`) is built in a later step. Once `./nmc train --help`
-# works this runs a smoke job if one is committed at tests/gpu/train_smoke.sh (which the
-# engine's author writes: a tiny local model + dataset, a few steps, loss must go down).
+# ---- TRAIN SECTION ------------------------------------------------------------------------
+# tests/gpu/train_smoke.sh: `nmc train` on the tiny fixtures on the GPU and the CPU (first
+# losses compared, loss goes down), device selection refusals, and the NCCL communicator at
+# world size 1.
 train_smoke() {
     ./nmc train --help >/dev/null 2>&1 || { echo "nmc train --help failed"; return 1; }
     if [ -f tests/gpu/train_smoke.sh ]; then
