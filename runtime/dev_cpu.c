@@ -159,9 +159,15 @@ static int cpu_swiglu_bwd(nmc_dev_t *dev, void *dg, void *du, const void *dh, co
  * The model's chunk only bounds scratch memory (rows are independent), so, as on the GPU,
  * it is raised to the most rows under this budget, in equal chunks (a short last chunk is
  * a badly shaped matmul). Every chunk re-packs all of W [V, D] for its two GEMMs and
- * re-reads / re-writes dW, so fewer chunks are faster: N=1024 D=512 V=32000 on 2 threads,
- * 256-row chunks 205 ms (dx) / 297 ms (dx+dW) -> 512-row 190 / 283 ms. One 1024-row
- * chunk (131 MB of logits) measured no faster than two. dW sums per chunk in fp32. */
+ * re-reads / re-writes dW, so fewer chunks are faster. N=1024 D=512 V=32000, 2 threads,
+ * user CPU time per call / 2 (dx / dx+dW): 256-row chunks 196 / 284 ms, 512 rows 174 /
+ * 261, 1024 rows 159 / 251. But the kernel mallocs its logits per call, and above glibc's
+ * 32 MiB mmap threshold that memory is page-faulted anew on every call (system time / 2:
+ * +12 ms at 512 rows, +30 ms at 1024, more right after another process freed memory), so
+ * with today's kernel 512 rows net ~185 / ~271 ms against 196 / 284, and one 1024-row
+ * chunk was slower in bench/cpu_train/run.sh (LoRA step 615-697 ms vs 587-621). A kernel
+ * that kept its logits scratch between calls would net the user times (then raise this).
+ * dW sums per chunk in fp32. */
 #define CPU_CE_MAX_LOGITS ((size_t)1 << 24)
 
 static int cpu_ce_chunk(int chunk, int N, int V)

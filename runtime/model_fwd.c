@@ -7,7 +7,8 @@
  * forward is re-run (same dropout masks: same RNG counters) right before its backward.
  * Backward stops at the lowest layer that holds a trainable tensor (LoRA on upper
  * layers only, or a frozen embedding, need no gradient below it), and that layer skips
- * its own input gradient unless the embedding trains.
+ * its own input gradient unless the embedding trains. On the CPU the lm_head + CE runs on
+ * the labelled rows only (compact_rows): prompt and padding rows cost nothing there.
  */
 #include "model_int.h"
 #include <math.h>
