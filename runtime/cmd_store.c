@@ -16,16 +16,17 @@ typedef struct {
 } args_t;
 
 static const char *MODELS_USAGE =
-    "usage: nmc models import DIR --name [WORKSPACE/]NAME [--copy]\n"
+    "usage: nmc models import DIR --name [WORKSPACE/]NAME [--copy] [--format text|json]\n"
     "       nmc models list [--format text|json]\n"
     "       nmc models show [WORKSPACE/]NAME [--format text|json] [--tensors]\n"
     "The store lives in $NMC_HOME (default $XDG_DATA_HOME/nmc or ~/.local/share/nmc).\n"
     "Import records DIR by reference unless --copy copies it into the store. `show` also lists\n"
-    "the LoRA adapters trained on the model; --tensors lists the checkpoint's tensors.\n"
+    "the LoRA adapters trained on the model; --tensors lists the checkpoint's tensors (also in\n"
+    "the JSON form).\n"
     "See docs/store.md. Exit status: 0 ok, 1 error, 2 usage error.\n";
 
 static const char *FILESETS_USAGE =
-    "usage: nmc filesets import PATH --name [WORKSPACE/]NAME [--copy]\n"
+    "usage: nmc filesets import PATH --name [WORKSPACE/]NAME [--copy] [--format text|json]\n"
     "       nmc filesets list [--format text|json]\n"
     "       nmc filesets show [WORKSPACE/]NAME [--format text|json]\n"
     "The store lives in $NMC_HOME (default $XDG_DATA_HOME/nmc or ~/.local/share/nmc).\n"
@@ -76,9 +77,12 @@ static void render(nmc_diags_t *d)
 }
 
 /* ---- printing entities ------------------------------------------------------------------ */
-/* adapters: names from nmc_store_list_adapters (models only; NULL/0 for filesets and list) */
+static void json_tensors(nmc_json_writer_t *w, const nmc_store_entity_t *e, nmc_diags_t *d);
+
+/* adapters: names from nmc_store_list_adapters (models only; NULL/0 for filesets and list);
+ * tensors_d: non-NULL adds the checkpoint's tensors (--tensors), errors appended there */
 static void json_entity(nmc_json_writer_t *w, const nmc_store_entity_t *e, const nmc_store_t *s,
-                        const char **adapters, size_t n_adapters)
+                        const char **adapters, size_t n_adapters, nmc_diags_t *tensors_d)
 {
     nmc_jw_begin_object(w);
     nmc_jw_key(w, "ref"), nmc_jw_string(w, e->ref);
@@ -92,26 +96,7 @@ static void json_entity(nmc_json_writer_t *w, const nmc_store_entity_t *e, const
     nmc_jw_key(w, "files"), nmc_jw_int(w, e->files);
     nmc_jw_key(w, "bytes"), nmc_jw_int(w, e->bytes);
     if (e->kind == NMC_ENTITY_MODEL) {
-        const nmc_store_model_meta_t *m = &e->model;
-        nmc_jw_key(w, "model");
-        nmc_jw_begin_object(w);
-        nmc_jw_key(w, "architecture"), nmc_jw_string(w, m->architecture);
-        nmc_jw_key(w, "model_type"), nmc_jw_string(w, m->model_type);
-        nmc_jw_key(w, "dtype"), nmc_jw_string(w, m->dtype);
-        nmc_jw_key(w, "checkpoint"), nmc_jw_string(w, m->checkpoint);
-        nmc_jw_key(w, "parameters"), nmc_jw_int(w, m->parameters);
-        nmc_jw_key(w, "tensors"), nmc_jw_int(w, m->tensors);
-        nmc_jw_key(w, "shards"), nmc_jw_int(w, m->shards);
-        nmc_jw_key(w, "num_layers"), nmc_jw_int(w, m->num_layers);
-        nmc_jw_key(w, "hidden_size"), nmc_jw_int(w, m->hidden_size);
-        nmc_jw_key(w, "intermediate_size"), nmc_jw_int(w, m->intermediate_size);
-        nmc_jw_key(w, "num_heads"), nmc_jw_int(w, m->num_heads);
-        nmc_jw_key(w, "num_kv_heads"), nmc_jw_int(w, m->num_kv_heads);
-        nmc_jw_key(w, "vocab_size"), nmc_jw_int(w, m->vocab_size);
-        nmc_jw_key(w, "max_position_embeddings"), nmc_jw_int(w, m->max_position_embeddings);
-        nmc_jw_key(w, "tie_word_embeddings"), nmc_jw_bool(w, m->tie_word_embeddings);
-        nmc_jw_key(w, "has_tokenizer"), nmc_jw_bool(w, m->has_tokenizer);
-        nmc_jw_end_object(w);
+        nmc_store_write_model_meta(w, &e->model);
         if (s) {
             nmc_jw_key(w, "adapters");
             nmc_jw_begin_array(w);
@@ -123,6 +108,7 @@ static void json_entity(nmc_json_writer_t *w, const nmc_store_entity_t *e, const
             }
             nmc_jw_end_array(w);
         }
+        if (tensors_d) json_tensors(w, e, tensors_d);
     }
     nmc_jw_end_object(w);
 }
@@ -166,6 +152,28 @@ static void text_adapters(const nmc_store_t *s, const nmc_store_entity_t *e, con
         printf("    %-28s %s\n", names[i], nmc_store_adapter_dir(s, e, names[i]));
 }
 
+/* `"checkpoint_tensors": [{name, dtype, shape}]`, the JSON form of --tensors */
+static void json_tensors(nmc_json_writer_t *w, const nmc_store_entity_t *e, nmc_diags_t *d)
+{
+    nmc_st_t *st;
+    if (nmc_st_open(e->path, &st, d) != 0) return;
+    nmc_jw_key(w, "checkpoint_tensors");
+    nmc_jw_begin_array(w);
+    for (size_t i = 0; i < nmc_st_count(st); i++) {
+        const nmc_st_tensor_t *t = nmc_st_at(st, i);
+        nmc_jw_begin_object(w);
+        nmc_jw_key(w, "name"), nmc_jw_string(w, t->name);
+        nmc_jw_key(w, "dtype"), nmc_jw_string(w, nmc_st_dtype_name(t->dtype));
+        nmc_jw_key(w, "shape");
+        nmc_jw_begin_array(w);
+        for (int k = 0; k < t->ndim; k++) nmc_jw_int(w, t->shape[k]);
+        nmc_jw_end_array(w);
+        nmc_jw_end_object(w);
+    }
+    nmc_jw_end_array(w);
+    nmc_st_close(st);
+}
+
 static void print_tensors(const nmc_store_entity_t *e, nmc_diags_t *d)
 {
     nmc_st_t *st;
@@ -202,7 +210,12 @@ static int do_import(nmc_entity_kind_t kind, const args_t *a, const char *cmd, c
     int rc = kind == NMC_ENTITY_MODEL ? nmc_store_import_model(s, a->positional, a->name, a->copy, &e, &d)
                                       : nmc_store_import_fileset(s, a->positional, a->name, a->copy, &e, &d);
     render(&d);
-    if (rc == 0) {
+    if (rc == 0 && want_json(a)) {
+        nmc_json_writer_t w;
+        nmc_jw_init(&w, stdout, 2);
+        json_entity(&w, &e, NULL, NULL, 0, NULL);
+        putchar('\n');
+    } else if (rc == 0) {
         printf("imported %s %s %s\n", kind == NMC_ENTITY_MODEL ? "model" : "fileset", e.ref,
                storage_note(&e));
         printf("  path:    %s\n", e.path);
@@ -256,7 +269,7 @@ static int do_list(nmc_entity_kind_t kind, const args_t *a, const char *cmd, con
         nmc_json_writer_t w;
         nmc_jw_init(&w, stdout, 2);
         nmc_jw_begin_array(&w);
-        for (size_t i = 0; i < n; i++) json_entity(&w, &v[i], NULL, NULL, 0);
+        for (size_t i = 0; i < n; i++) json_entity(&w, &v[i], NULL, NULL, 0, NULL);
         nmc_jw_end_array(&w);
         putchar('\n');
     } else if (rc == 0) {
@@ -285,7 +298,7 @@ static int do_show(nmc_entity_kind_t kind, const args_t *a, const char *cmd, con
     if (rc == 0 && want_json(a)) {
         nmc_json_writer_t w;
         nmc_jw_init(&w, stdout, 2);
-        json_entity(&w, &e, s, adapters, n_adapters);
+        json_entity(&w, &e, s, adapters, n_adapters, a->tensors ? &d : NULL);
         putchar('\n');
     } else if (rc == 0) {
         text_show(&e);

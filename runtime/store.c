@@ -357,11 +357,11 @@ static void count_tree(nmc_arena_t *a, const char *p, int depth, int64_t *files,
 }
 
 /* ---- entity.json --------------------------------------------------------------------- */
-static void write_model_meta(nmc_json_writer_t *w, const nmc_store_model_meta_t *m)
+void nmc_store_write_model_meta(nmc_json_writer_t *w, const nmc_store_model_meta_t *m)
 {
     nmc_jw_key(w, "model");
     nmc_jw_begin_object(w);
-    nmc_jw_key(w, "architecture"), nmc_jw_string(w, m->architecture);
+    nmc_jw_key(w, "architecture"), nmc_jw_string(w, m->architecture ? m->architecture : "");
     nmc_jw_key(w, "model_type"), nmc_jw_string(w, m->model_type ? m->model_type : "");
     nmc_jw_key(w, "dtype"), nmc_jw_string(w, m->dtype);
     nmc_jw_key(w, "checkpoint"), nmc_jw_string(w, m->checkpoint);
@@ -403,7 +403,7 @@ static int write_entity(const char *dir, const nmc_store_entity_t *e, const char
         nmc_jw_key(&w, "source"), nmc_jw_string(&w, e->source);
         nmc_jw_key(&w, "files"), nmc_jw_int(&w, e->files);
         nmc_jw_key(&w, "bytes"), nmc_jw_int(&w, e->bytes);
-        if (e->kind == NMC_ENTITY_MODEL) write_model_meta(&w, &e->model);
+        if (e->kind == NMC_ENTITY_MODEL) nmc_store_write_model_meta(&w, &e->model);
         nmc_jw_end_object(&w);
         fputc('\n', af.f);
         rc = nmc_atomic_commit(&af, d);

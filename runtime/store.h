@@ -20,6 +20,7 @@
 #define NMC_STORE_H
 #include "arena.h"
 #include "diag.h"
+#include "json.h"
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -139,5 +140,9 @@ void nmc_atomic_abort(nmc_atomic_file_t *af);
  * diagnostics to stderr. Returns the exit code: 0 ok, 1 error, 2 usage error. */
 int nmc_cmd_models(int argc, char **argv);
 int nmc_cmd_filesets(int argc, char **argv);
+
+/* Write `"model": {...}` (the metadata of a model entity, as entity.json stores it) as a
+ * member of the JSON object `w` is in. Used by entity.json and `nmc models show --format json`. */
+void nmc_store_write_model_meta(nmc_json_writer_t *w, const nmc_store_model_meta_t *m);
 
 #endif

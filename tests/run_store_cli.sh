@@ -109,6 +109,11 @@ has show-adapters-json "$T/out" "\"name\": \"b-lora\""
 check show-tensors 0 "$NMC" models show tiny --tensors
 has show-tensors "$T/out" "model.layers.1.mlp.up_proj.weight"
 has show-tensors "$T/out" "BF16  [128, 64]"
+check show-tensors-json 0 "$NMC" models show tiny --tensors --format json
+has show-tensors-json "$T/out" "\"name\": \"model.layers.1.mlp.up_proj.weight\""
+has show-tensors-json "$T/out" "\"checkpoint_tensors\": ["
+check show-json-no-tensors 0 "$NMC" models show tiny --format json
+if grep -qF checkpoint_tensors "$T/out"; then echo "FAIL show-json-no-tensors: tensors listed without --tensors"; fail=1; fi
 
 check missing 1 "$NMC" models show qwen
 has missing "$T/err" "error[store-model-not-found]: model 'default/qwen' is not in the store ($NMC_HOME)"
@@ -131,6 +136,9 @@ same fs-list "$T/out"
 check fs-tensors 2 "$NMC" filesets show sft --tensors
 check fs-missing 1 "$NMC" filesets show nope
 has fs-missing "$T/err" "help: import it first: nmc filesets import /path/to/data --name nope"
+check fs-import-json 0 "$NMC" filesets import "$T/train.jsonl" --name sft-json --format json
+has fs-import-json "$T/out" "\"ref\": \"default/sft-json\""
+has fs-import-json "$T/out" "\"storage\": \"reference\""
 
 if [ "$fail" -eq 0 ]; then echo "run_store_cli: all checks passed ($NMC)"; fi
 exit "$fail"
