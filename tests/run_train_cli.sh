@@ -30,10 +30,8 @@ fi
 
 export NMC_HOME="$T/home"
 M="$T/model"
-mkdir -p "$M"
-cp tests/data/models/tiny-llama/config.json tests/data/models/tiny-llama/model.safetensors "$M/"
-cp tests/data/tokenizers/llama2.json "$M/tokenizer.json"
-cp examples/quickstart/tokenizer_config.json "$M/tokenizer_config.json"
+. tests/lib/tiny_model.sh
+tiny_model_dir "$M" || { echo "FAIL tiny model"; exit 1; }
 "$NMC_BIN" models import "$M" --name tiny >/dev/null || { echo "FAIL import"; exit 1; }
 "$NMC_BIN" filesets import examples/quickstart/train.jsonl --name add >/dev/null || exit 1
 "$NMC_BIN" filesets import examples/quickstart/heldout.jsonl --name add-val >/dev/null || exit 1

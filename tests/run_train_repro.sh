@@ -25,10 +25,8 @@ check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
 show() { sed 's/^/     | /' "$1" | tail -20; }
 
 M="$T/model"
-mkdir -p "$M"
-cp tests/data/models/tiny-llama/config.json tests/data/models/tiny-llama/model.safetensors "$M/"
-cp tests/data/tokenizers/llama2.json "$M/tokenizer.json"
-cp examples/quickstart/tokenizer_config.json "$M/tokenizer_config.json"
+. tests/lib/tiny_model.sh
+tiny_model_dir "$M" || { echo "FAIL tiny model"; exit 1; }
 head -20 examples/quickstart/train.jsonl > "$T/train.jsonl"
 head -8 examples/quickstart/heldout.jsonl > "$T/val.jsonl"
 store() { # NMC_HOME: a fresh store with the model and both filesets

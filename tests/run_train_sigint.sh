@@ -21,10 +21,8 @@ show() { sed 's/^/     | /' "$1" | tail -20; }
 
 export NMC_HOME="$T/home"
 M="$T/model"
-mkdir -p "$M"
-cp tests/data/models/tiny-llama/config.json tests/data/models/tiny-llama/model.safetensors "$M/"
-cp tests/data/tokenizers/llama2.json "$M/tokenizer.json"
-cp examples/quickstart/tokenizer_config.json "$M/tokenizer_config.json"
+. tests/lib/tiny_model.sh
+tiny_model_dir "$M" || { echo "FAIL tiny model"; exit 1; }
 "$NMC_BIN" models import "$M" --name tiny >/dev/null || { echo "FAIL import model"; exit 1; }
 "$NMC_BIN" filesets import examples/quickstart/train.jsonl --name add >/dev/null || { echo "FAIL import data"; exit 1; }
 cat > "$T/job.json" <<'EOF'

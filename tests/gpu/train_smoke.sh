@@ -36,11 +36,9 @@ fail() { echo "FAIL $*"; FAILS=$((FAILS + 1)); }
 
 # ---- fixture: model dir with tokenizer, store entities ------------------------------------
 M="$T/tiny-llama-tok"
-mkdir -p "$M" "$NMC_HOME"
-cp tests/data/models/tiny-llama/config.json tests/data/models/tiny-llama/model.safetensors "$M/"
-cp tests/data/models/tiny-llama/generation_config.json "$M/" 2>/dev/null
-cp tests/data/tokenizers/llama2.json "$M/tokenizer.json"
-cp examples/quickstart/tokenizer_config.json "$M/tokenizer_config.json"
+mkdir -p "$NMC_HOME"
+. tests/lib/tiny_model.sh
+tiny_model_dir "$M" || { echo "FAIL tiny model"; exit 1; }
 "$NMC" models import "$M" --name smoke-tiny --copy >"$T/import.log" 2>&1 &&
     "$NMC" filesets import examples/quickstart/train.jsonl --name smoke-train >>"$T/import.log" 2>&1 ||
     { cat "$T/import.log"; echo "FAIL fixture import"; exit 1; }
