@@ -98,6 +98,12 @@ void nmc_cpu_swiglu_bwd(float *dg, float *du, const float *dh, const float *g, c
 double nmc_cpu_lmhead_ce(float *dx, float *dW, const float *x, const float *W,
                          const int32_t *labels, int N, int D, int V, float label_smoothing,
                          float grad_scale, int chunk);
+/* The same with the caller's scratch: ws (64-byte aligned) holds at least
+ * nmc_cpu_lmhead_ce_ws_floats(N, V, chunk) floats; ws == NULL allocates per call. */
+double nmc_cpu_lmhead_ce_ws(float *dx, float *dW, const float *x, const float *W,
+                            const int32_t *labels, int N, int D, int V, float label_smoothing,
+                            float grad_scale, int chunk, float *ws);
+size_t nmc_cpu_lmhead_ce_ws_floats(int N, int V, int chunk);
 
 /* ---- optimizer and gradient utilities ---------------------------------------------- */
 /* torch.optim.AdamW semantics (decoupled decay p -= lr*wd*p, then the Adam step with

@@ -14,6 +14,8 @@
 typedef struct {
     char err[128];
     float *mask;     /* dropout mask scratch [DROP_BLK], allocated on first use */
+    float *ce_ws;    /* lm_head + CE logits scratch, grown to the largest call, kept */
+    size_t ce_ws_n;  /* its size in floats */
 } cpu_impl_t;
 
 /* Dropout draws its mask in blocks of this many floats (512 KiB of scratch): large enough
@@ -61,6 +63,7 @@ static void cpu_destroy(nmc_dev_t *dev)
 {
     if (!dev) return;
     free(((cpu_impl_t *)dev->impl)->mask);
+    free(((cpu_impl_t *)dev->impl)->ce_ws);
     free(dev->impl);
     free(dev);
 }
@@ -155,20 +158,16 @@ static int cpu_swiglu_bwd(nmc_dev_t *dev, void *dg, void *du, const void *dh, co
     nmc_cpu_swiglu_bwd(dg, du, dh, g, u, n);
     return 0;
 }
-/* Logits scratch of one lm_head + CE chunk on the CPU: at most 2^24 fp32 logits (64 MiB).
+/* Logits scratch of one lm_head + CE chunk on the CPU: at most 2^25 fp32 logits (128 MiB),
+ * kept by the device between calls (impl->ce_ws; a fresh buffer of this size is
+ * page-faulted anew on every call: +30 ms of system time per call at 1024 x 32000).
  * The model's chunk only bounds scratch memory (rows are independent), so, as on the GPU,
  * it is raised to the most rows under this budget, in equal chunks (a short last chunk is
  * a badly shaped matmul). Every chunk re-packs all of W [V, D] for its two GEMMs and
- * re-reads / re-writes dW, so fewer chunks are faster. N=1024 D=512 V=32000, 2 threads,
- * user CPU time per call / 2 (dx / dx+dW): 256-row chunks 196 / 284 ms, 512 rows 174 /
- * 261, 1024 rows 159 / 251. But the kernel mallocs its logits per call, and above glibc's
- * 32 MiB mmap threshold that memory is page-faulted anew on every call (system time / 2:
- * +12 ms at 512 rows, +30 ms at 1024, more right after another process freed memory), so
- * with today's kernel 512 rows net ~185 / ~271 ms against 196 / 284, and one 1024-row
- * chunk was slower in bench/cpu_train/run.sh (LoRA step 615-697 ms vs 587-621). A kernel
- * that kept its logits scratch between calls would net the user times (then raise this).
- * dW sums per chunk in fp32. */
-#define CPU_CE_MAX_LOGITS ((size_t)1 << 24)
+ * re-reads / re-writes dW, so fewer chunks are faster: N=1024 D=512 V=32000, 2 threads,
+ * CPU time per call / 2 (dx / dx+dW): 256-row chunks 196 / 284 ms, 512 rows 174 / 261,
+ * 1024 rows 159 / 251. dW sums per chunk in fp32. */
+#define CPU_CE_MAX_LOGITS ((size_t)1 << 25)
 
 static int cpu_ce_chunk(int chunk, int N, int V)
 {
@@ -185,8 +184,21 @@ static int cpu_lmhead_ce(nmc_dev_t *dev, double *loss_sum, void *dx, float *dW, 
                          const void *W, const int32_t *labels, int N, int D, int V, float ls,
                          float grad_scale, int chunk)
 {
-    *loss_sum += nmc_cpu_lmhead_ce(dx, dW, x, W, labels, N, D, V, ls, grad_scale,
-                                   cpu_ce_chunk(chunk, N, V));
+    cpu_impl_t *impl = dev->impl;
+    chunk = cpu_ce_chunk(chunk, N, V);
+    size_t need = nmc_cpu_lmhead_ce_ws_floats(N, V, chunk);
+    if (need > impl->ce_ws_n) {
+        free(impl->ce_ws);
+        impl->ce_ws_n = 0;
+        if (!(impl->ce_ws = aligned_alloc(64, (need * sizeof(float) + 63) / 64 * 64))) {
+            snprintf(impl->err, sizeof impl->err, "cannot allocate %zu bytes of lm_head logits",
+                     need * sizeof(float));
+            return -1;
+        }
+        impl->ce_ws_n = need;
+    }
+    *loss_sum += nmc_cpu_lmhead_ce_ws(dx, dW, x, W, labels, N, D, V, ls, grad_scale, chunk,
+                                      impl->ce_ws);
     return 0;
 }
 
