@@ -7,6 +7,7 @@
 #include "dev.h"
 #include "nmc_dropout_rng.h"
 #include "nmc_kernels.h"
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,6 +245,41 @@ static int cpu_sumsq(nmc_dev_t *dev, double *out, const float *x, size_t n)
     *out += nmc_cpu_sumsq(x, n);
     return 0;
 }
+/* dev->adamw on each tensor in order (the same bits as the per-tensor calls); a clipped
+ * gradient is read through a scaled copy, as the CUDA kernel reads g * coef. */
+static int cpu_adamw_many(nmc_dev_t *dev, const nmc_dev_adam_t *t, size_t count, float lr,
+                          float b1, float b2, float eps, int adam_l2, long step,
+                          const double *clip_sumsq, float max_norm)
+{
+    float coef = 1.0f;
+    if (clip_sumsq) {
+        double cf = (double)max_norm / (sqrt(*clip_sumsq) + 1e-6);
+        if (cf < 1.0) coef = (float)cf;
+    }
+    for (size_t i = 0; i < count; i++) {
+        const float *g = t[i].g;
+        float *tmp = NULL;
+        if (coef != 1.0f) {
+            if (!(tmp = malloc((t[i].n ? t[i].n : 1) * sizeof(float)))) {
+                snprintf(((cpu_impl_t *)dev->impl)->err, sizeof ((cpu_impl_t *)dev->impl)->err,
+                         "cannot allocate %zu bytes for a clipped gradient", t[i].n * sizeof(float));
+                return -1;
+            }
+            for (size_t k = 0; k < t[i].n; k++) tmp[k] = t[i].g[k] * coef;
+            g = tmp;
+        }
+        cpu_adamw(dev, t[i].p, t[i].p_act, g, t[i].m, t[i].v, t[i].n, lr, b1, b2, eps, t[i].wd,
+                  adam_l2, step);
+        free(tmp);
+    }
+    return 0;
+}
+static int cpu_sumsq_many(nmc_dev_t *dev, double *out, const float *const *x, const size_t *n,
+                          size_t count)
+{
+    for (size_t i = 0; i < count; i++) *out += nmc_cpu_sumsq(x[i], n[i]);
+    return 0;
+}
 static int cpu_scale(nmc_dev_t *dev, float *x, size_t n, float s)
 {
     nmc_cpu_scale(x, n, s);
@@ -279,7 +315,8 @@ nmc_dev_t *nmc_dev_cpu_new(void)
         .swiglu_fwd = cpu_swiglu_fwd, .swiglu_bwd = cpu_swiglu_bwd,
         .lmhead_ce = cpu_lmhead_ce, .dropout_apply = cpu_dropout_apply,
         .add_uniform_noise = cpu_add_uniform_noise, .adamw = cpu_adamw, .sumsq = cpu_sumsq,
-        .scale = cpu_scale, .axpy = cpu_axpy,
+        .scale = cpu_scale, .axpy = cpu_axpy, .adamw_many = cpu_adamw_many,
+        .sumsq_many = cpu_sumsq_many,
     };
     return d;
 }

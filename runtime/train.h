@@ -86,6 +86,11 @@ typedef struct {
     size_t n;
     float **m, **v;        /* [n] device buffers (NULL for SGD, and each NULL with ZeRO-1) */
     long step;             /* optimizer steps taken (1-based step of the last update) */
+    /* multi-tensor tables for dev->adamw_many / sumsq_many (NULL when the device has none):
+     * built once, the same host arrays every step (a device may cache their contents) */
+    nmc_dev_adam_t *mt_adam;  /* [n], NULL for SGD and with ZeRO-1 */
+    const float **mt_g;       /* [n] gradients */
+    size_t *mt_n;             /* [n] element counts */
     /* data parallelism (all zero / NULL for one process) */
     nmc_comm_t *comm;      /* NULL: one process */
     bool zero1;            /* optimizer state sharded by flat index */

@@ -8,6 +8,7 @@
 #include "dev_select.h"
 #include "job.h"
 #include <check.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -135,6 +136,58 @@ START_TEST(mem_stats_cpu)
     nmc_dev_mem_t ms;
     ck_assert_int_eq(nmc_dev_mem_stats(dv, &ms), -1);
     nmc_dev_mem_reset_peak(dv); /* no-op on the CPU */
+    dv->destroy(dv);
+}
+END_TEST
+
+/* The CPU's multi-tensor AdamW / sum of squares (the trainer's path) equal the per-tensor
+ * calls bit for bit; with clip_sumsq the gradients are read scaled by
+ * max_norm / (norm + 1e-6) (clip_grad_norm_ first) and left unscaled. */
+START_TEST(cpu_multi_tensor_ops)
+{
+    nmc_dev_t *dv = nmc_dev_cpu_new();
+    ck_assert_ptr_nonnull(dv->adamw_many);
+    ck_assert_ptr_nonnull(dv->sumsq_many);
+    enum { T = 3 };
+    size_t n[T] = {5, 37, 1};
+    float *buf[2][T][4]; /* [many / per-tensor][tensor][p, g, m, v] */
+    for (int w = 0; w < 2; w++)
+        for (int t = 0; t < T; t++)
+            for (int k = 0; k < 4; k++) {
+                buf[w][t][k] = malloc(n[t] * sizeof(float));
+                for (size_t i = 0; i < n[t]; i++)
+                    buf[w][t][k][i] = k >= 2 ? 0.0f : (float)(((i * 7 + t * 13 + k * 5) % 17) - 8) / 4.0f;
+            }
+    const float *gs[T];
+    nmc_dev_adam_t tab[T];
+    double ss_many = 0.0, ss_one = 0.0;
+    for (int t = 0; t < T; t++) {
+        gs[t] = buf[0][t][1];
+        tab[t] = (nmc_dev_adam_t){buf[0][t][0], NULL, buf[0][t][1], buf[0][t][2], buf[0][t][3], n[t], t == 1 ? 0.1f : 0.0f};
+        ck_assert_int_eq(dv->sumsq(dv, &ss_one, buf[1][t][1], n[t]), 0);
+    }
+    ck_assert_int_eq(dv->sumsq_many(dv, &ss_many, gs, n, T), 0);
+    ck_assert(ss_many == ss_one);
+    float max_norm = 1.0f, coef = (float)(max_norm / (sqrt(ss_one) + 1e-6));
+    ck_assert(coef < 1.0f);
+    for (long step = 1; step <= 2; step++) {
+        ck_assert_int_eq(dv->adamw_many(dv, tab, T, 1e-2f, 0.9f, 0.999f, 1e-8f, 0, step,
+                                        step == 1 ? &ss_many : NULL, max_norm), 0);
+        for (int t = 0; t < T; t++) {
+            float *g = malloc(n[t] * sizeof(float));
+            for (size_t i = 0; i < n[t]; i++) g[i] = step == 1 ? buf[1][t][1][i] * coef : buf[1][t][1][i];
+            ck_assert_int_eq(dv->adamw(dv, buf[1][t][0], NULL, g, buf[1][t][2], buf[1][t][3], n[t],
+                                       1e-2f, 0.9f, 0.999f, 1e-8f, t == 1 ? 0.1f : 0.0f, 0, step), 0);
+            free(g);
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        for (int k = 0; k < 4; k++)
+            ck_assert_msg(memcmp(buf[0][t][k], buf[1][t][k], n[t] * sizeof(float)) == 0,
+                          "tensor %d buffer %d differs", t, k);
+        for (int w = 0; w < 2; w++)
+            for (int k = 0; k < 4; k++) free(buf[w][t][k]);
+    }
     dv->destroy(dv);
 }
 END_TEST
@@ -317,6 +370,7 @@ static Suite *suite(void)
     tcase_add_test(t, spec_cuda_missing_index);
     tcase_add_test(t, cuda_new_stub_message);
     tcase_add_test(t, mem_stats_cpu);
+    tcase_add_test(t, cpu_multi_tensor_ops);
     suite_add_tcase(s, t);
     t = tcase_create("jobs");
     tcase_add_checked_fixture(t, setup, teardown);
