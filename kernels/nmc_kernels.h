@@ -24,10 +24,14 @@ extern "C" {
 #endif
 
 /* ---- CPU threading ---------------------------------------------------------------- */
-/* Threads used by CPU kernels (default: online cores). Deterministic results for a given
+/* Threads used by CPU kernels (default: nmc_cpu_cores()). Deterministic results for a given
  * thread count: work is split statically, reductions are done in a fixed order. */
 void nmc_cpu_set_threads(int n);
 int nmc_cpu_threads(void);
+/* Cores this process may run on (its CPU affinity mask, else the online cores; the
+ * default thread count); *restricted (may be NULL) = the mask is narrower than the online
+ * cores, i.e. something (a launcher's binding, taskset) already partitioned them. */
+int nmc_cpu_cores(int *restricted);
 
 /* ---- matmul ------------------------------------------------------------------------ */
 /* C[M,N] = alpha * op(A) @ op(B) + beta * C, op(X) = X or X^T.

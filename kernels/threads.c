@@ -10,6 +10,7 @@
 #include "nmc_cpu_internal.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
 
 /* More threads than this is never useful for the op sizes we run and bounds the pool. */
@@ -35,12 +36,29 @@ static pool_t pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
                       NULL, NULL, 0, 0};
 static _Thread_local int in_task; /* set while this thread runs a task: nested calls go serial */
 
-static int online_cores(void)
+/* The cores this process may run on: its CPU affinity mask (a launcher that binds each
+ * rank to some cores, taskset, a cgroup cpuset), else the online cores. *restricted is set
+ * when the mask is narrower than the online cores. */
+int nmc_cpu_cores(int *restricted)
 {
-    long c = sysconf(_SC_NPROCESSORS_ONLN);
-    if (c < 1) return 1;
-    return c > NMC_CPU_MAX_THREADS ? NMC_CPU_MAX_THREADS : (int)c;
+    long on = sysconf(_SC_NPROCESSORS_ONLN);
+    int n = on < 1 ? 1 : (int)on;
+#ifdef __linux__
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        int c = CPU_COUNT(&set);
+        if (restricted) *restricted = c > 0 && c < n;
+        if (c > 0) n = c;
+    } else if (restricted) {
+        *restricted = 0;
+    }
+#else
+    if (restricted) *restricted = 0;
+#endif
+    return n > NMC_CPU_MAX_THREADS ? NMC_CPU_MAX_THREADS : n;
 }
+
+static int online_cores(void) { return nmc_cpu_cores(NULL); }
 
 void nmc_cpu_set_threads(int n)
 {

@@ -41,7 +41,8 @@ static const char *USAGE =
     "  --output-dir DIR  the run directory\n"
     "  --backend B     automodel or unsloth (default: the file's \"$schema\", else automodel)\n"
     "  --device D      auto (default: the first visible GPU, else the CPU), cpu, cuda:N\n"
-    "  --threads N     CPU threads (default: every core)\n"
+    "  --threads N     CPU threads (default: the cores nmc may run on, shared by the\n"
+    "                  ranks of a node)\n"
     "  --quiet         no progress lines\n"
     "  --eval-only     print held-out loss, token accuracy and exact match of the model (with\n"
     "                  --adapter DIR: of that PEFT adapter on the base), then exit; trains\n"
@@ -319,13 +320,18 @@ static int load_model(run_t *r, const nmc_lora_cfg_t *lora)
     mo.seed = r->plan.seed;
     mo.recompute = r->plan.recompute;
     if (nmc_model_load(&mo, &r->m, &r->d)) return 1;
+    char on[64];
+    if (r->dev->kind == NMC_DEV_CPU)
+        snprintf(on, sizeof on, "%s (%d thread%s)", r->dev->name, nmc_cpu_threads(),
+                 nmc_cpu_threads() == 1 ? "" : "s");
+    else
+        snprintf(on, sizeof on, "%s", r->dev->name);
     if (!r->a.quiet && r->comm && (WORLD > 1 || strcmp(r->comm->kind, "single")))
         fprintf(stderr, "nmc train: %s on %d rank%s (%s communicator%s), rank 0 on %s, %lld trainable "
                 "parameters\n", r->model.ref, WORLD, WORLD == 1 ? "" : "s", r->comm->kind,
-                r->a.zero1 ? ", ZeRO-1" : "",
-                r->dev->name, (long long)nmc_model_trainable_count(r->m));
+                r->a.zero1 ? ", ZeRO-1" : "", on, (long long)nmc_model_trainable_count(r->m));
     else if (!r->a.quiet)
-        fprintf(stderr, "nmc train: %s on %s, %lld trainable parameters\n", r->model.ref, r->dev->name,
+        fprintf(stderr, "nmc train: %s on %s, %lld trainable parameters\n", r->model.ref, on,
                 (long long)nmc_model_trainable_count(r->m));
     return 0;
 }
@@ -582,6 +588,17 @@ static int join(run_t *r, int argc, char **argv, bool *spawned)
     return 0;
 }
 
+/* CPU threads of this process: --threads; else the cores it may run on, shared evenly by
+ * the ranks of this node unless the launcher already bound each rank to its own cores
+ * (every rank taking every core would run local_size x cores threads on the cores). */
+static int rank_threads(int asked, int local_size)
+{
+    if (asked > 0) return asked;
+    int restricted = 0, cores = nmc_cpu_cores(&restricted);
+    if (local_size <= 1 || restricted) return cores;
+    return cores / local_size > 1 ? cores / local_size : 1;
+}
+
 int nmc_cmd_train(int argc, char **argv)
 {
     run_t r;
@@ -592,7 +609,6 @@ int nmc_cmd_train(int argc, char **argv)
         fputs(USAGE, stdout);
         return 0;
     }
-    if (r.a.threads) nmc_cpu_set_threads(r.a.threads);
     nmc_diags_init(&r.d);
     r.arena = nmc_arena_new();
     bool spawned = false;
@@ -601,8 +617,10 @@ int nmc_cmd_train(int argc, char **argv)
         nmc_launch_t l;
         nmc_diags_t tmp;
         nmc_diags_init(&tmp);
-        if (nmc_launch_detect(&l, NULL, NULL, &tmp) == 0) RANK = l.rank, WORLD = l.world;
+        int local = 1;
+        if (nmc_launch_detect(&l, NULL, NULL, &tmp) == 0) RANK = l.rank, WORLD = l.world, local = l.local_size;
         nmc_diags_free(&tmp);
+        nmc_cpu_set_threads(rank_threads(r.a.threads, local));
     }
     rc = nmc_train_load_job(r.a.job, r.a.backend, r.arena, &r.plan, &r.src, &r.src_len, &r.explain, &r.job, &r.d);
     if (rc == 0) {

@@ -113,5 +113,17 @@ check "usage error" '[ $rc -eq 2 ] && grep -q "missing the job file" "$T/err9"'
 $TRAIN "$T/lora.json" --eval-only --adapter "$A" > "$T/out10" 2>/dev/null; rc=$?
 check "eval-only with adapter" '[ $rc -eq 0 ] && grep -q "^eval (validation set): loss [0-9.]*, token accuracy" "$T/out10"'
 
+# 8. CPU threads: by default every core this process may run on (its affinity), said on the
+# start line; --threads overrides
+$TRAIN "$T/lora.json" --output-dir "$T/run-t1" --stop-after 1 > /dev/null 2> "$T/err11"
+n=$(nproc); [ "$n" -eq 1 ] && s="" || s="s"
+check "threads: every allowed core by default" 'grep -q "on cpu ($n thread$s)" "$T/err11"'
+$TRAIN "$T/lora.json" --output-dir "$T/run-t2" --stop-after 1 --threads 3 > /dev/null 2> "$T/err12"
+check "threads: --threads 3" 'grep -q "on cpu (3 threads)" "$T/err12"'
+if command -v taskset > /dev/null 2>&1 && [ "$n" -gt 1 ]; then
+  taskset -c 0 $TRAIN "$T/lora.json" --output-dir "$T/run-t3" --stop-after 1 > /dev/null 2> "$T/err13"
+  check "threads: taskset -c 0 gives 1 thread" 'grep -q "on cpu (1 thread)" "$T/err13"'
+fi
+
 [ $fail -eq 0 ] && echo "run_train_cli: all passed"
 exit $fail

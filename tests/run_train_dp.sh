@@ -98,6 +98,12 @@ job spawnz 2 spawnz
 train spawnz "$NMC_BIN" train "$T/spawnz.json" --zero1
 check "self-spawn ZeRO-1 exits 0" '[ $rc -eq 0 ]' || show "$T/spawnz.out"
 agree "self-spawn ZeRO-1 == one process" ref spawnz
+# without --threads the ranks of a node share its cores (unless already bound apart)
+cores=$(nproc); e=$((cores / 2)); [ "$e" -ge 1 ] || e=1
+[ "$cores" -lt "$(getconf _NPROCESSORS_ONLN)" ] && e=$cores
+[ "$e" -eq 1 ] && s="" || s="s"
+timeout 120 "$NMC_BIN" train "$T/spawn.json" --output-dir "$T/run-spawnt" --stop-after 1 > "$T/spawnt.out" 2>&1
+check "self-spawn ranks share the cores ($e thread$s each)" 'grep -q "rank 0 on cpu ($e thread$s)" "$T/spawnt.out"' || show "$T/spawnt.out"
 
 # 3. a killed rank: the job fails, naming it
 job kill 2 kill
