@@ -261,8 +261,9 @@ static int cpu_adamw_many(nmc_dev_t *dev, const nmc_dev_adam_t *t, size_t count,
         float *tmp = NULL;
         if (coef != 1.0f) {
             if (!(tmp = malloc((t[i].n ? t[i].n : 1) * sizeof(float)))) {
-                snprintf(((cpu_impl_t *)dev->impl)->err, sizeof ((cpu_impl_t *)dev->impl)->err,
-                         "cannot allocate %zu bytes for a clipped gradient", t[i].n * sizeof(float));
+                cpu_impl_t *impl = dev->impl;
+                snprintf(impl->err, sizeof impl->err, "cannot allocate %zu bytes for a clipped "
+                         "gradient", t[i].n * sizeof(float));
                 return -1;
             }
             for (size_t k = 0; k < t[i].n; k++) tmp[k] = t[i].g[k] * coef;
