@@ -98,6 +98,8 @@ static int parse_args(int argc, char **argv, args_t *a)
         char *end;
         long v = strtol(num, &end, 10);
         if (*end || v < 1) return usage_error("'%s' needs a positive integer", s);
+        if (strcmp(s, "--threads") == 0 && v > 256) /* the pool's cap, kernels/threads.c */
+            return usage_error("'--threads %s': nmc runs at most 256 threads", num);
         if (strcmp(s, "--threads") == 0) a->threads = (int)v;
         else a->stop_after = v;
     }

@@ -108,6 +108,10 @@ check "merged_4bit refused" '[ $rc -eq 1 ] && grep -q "merged_4bit" "$T/err8"'
 check "4-bit load notice" 'grep -q "note\[train-quantized-load\]" "$T/err8"'
 $TRAIN > /dev/null 2> "$T/err9"; rc=$?
 check "usage error" '[ $rc -eq 2 ] && grep -q "missing the job file" "$T/err9"'
+$TRAIN "$T/lora.json" --threads 0 > /dev/null 2> "$T/err9b"; rc=$?
+check "--threads 0 refused" '[ $rc -eq 2 ] && grep -q "'"'"'--threads'"'"' needs a positive integer" "$T/err9b"'
+$TRAIN "$T/lora.json" --threads 99999 > /dev/null 2> "$T/err9c"; rc=$?
+check "--threads 99999 refused" '[ $rc -eq 2 ] && grep -q "at most 256 threads" "$T/err9c"'
 
 # 7. eval-only with the published adapter
 $TRAIN "$T/lora.json" --eval-only --adapter "$A" > "$T/out10" 2>/dev/null; rc=$?
