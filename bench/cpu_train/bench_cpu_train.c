@@ -22,6 +22,7 @@
  */
 #include "model.h"
 #include "nmc_kernels.h"
+#include "../dev_profile.h"
 #include "../fma_peak.h"
 
 #include <stdio.h>
@@ -111,134 +112,6 @@ static int die(const char *what, nmc_diags_t *d)
     return 1;
 }
 
-/* ---- --profile: per-op time, by wrapping the device table's function pointers -------- */
-
-enum { MAX_KEYS = 256 };
-typedef struct {
-    char key[96];
-    double sec, flop;
-    long calls;
-} prof_row_t;
-static prof_row_t prof_rows[MAX_KEYS];
-static int prof_n;
-static nmc_dev_t real; /* the unwrapped table */
-
-static void prof_add(const char *key, double sec, double flop)
-{
-    int i = 0;
-    while (i < prof_n && strcmp(prof_rows[i].key, key)) i++;
-    if (i == prof_n) {
-        if (prof_n == MAX_KEYS) return;
-        snprintf(prof_rows[prof_n++].key, sizeof prof_rows[0].key, "%s", key);
-    }
-    prof_rows[i].sec += sec;
-    prof_rows[i].flop += flop;
-    prof_rows[i].calls++;
-}
-
-static int w_matmul(nmc_dev_t *dev, void *C, const void *A, const void *B, int M, int N, int K,
-                    int ta, int tb, float alpha, float beta)
-{
-    char k[96];
-    snprintf(k, sizeof k, "matmul M=%d N=%d K=%d ta=%d tb=%d beta=%g", M, N, K, ta, tb, beta);
-    double t0 = now();
-    int rc = real.matmul(dev, C, A, B, M, N, K, ta, tb, alpha, beta);
-    prof_add(k, now() - t0, 2.0 * M * N * K);
-    return rc;
-}
-static int w_matmul_f32c(nmc_dev_t *dev, float *C, const void *A, const void *B, int M, int N,
-                         int K, int ta, int tb, float alpha, float beta)
-{
-    char k[96];
-    snprintf(k, sizeof k, "matmul M=%d N=%d K=%d ta=%d tb=%d beta=%g", M, N, K, ta, tb, beta);
-    double t0 = now();
-    int rc = real.matmul_f32c(dev, C, A, B, M, N, K, ta, tb, alpha, beta);
-    prof_add(k, now() - t0, 2.0 * M * N * K);
-    return rc;
-}
-#define WRAP(name, params, args)                                                            \
-    static int w_##name params                                                               \
-    {                                                                                        \
-        double t0 = now();                                                                   \
-        int rc = real.name args;                                                             \
-        prof_add(#name, now() - t0, 0);                                                      \
-        return rc;                                                                           \
-    }
-WRAP(copy, (nmc_dev_t *dev, void *dst, const void *src, size_t b), (dev, dst, src, b))
-WRAP(zero, (nmc_dev_t *dev, void *dst, size_t b), (dev, dst, b))
-WRAP(add_act, (nmc_dev_t *dev, void *y, const void *x, size_t n, float a), (dev, y, x, n, a))
-WRAP(rmsnorm_fwd, (nmc_dev_t *dev, void *y, float *r, const void *x, const void *w, int N, int D, float e),
-     (dev, y, r, x, w, N, D, e))
-WRAP(rmsnorm_bwd, (nmc_dev_t *dev, void *dx, float *dw, const void *dy, const void *x, const void *w,
-                   const float *r, int N, int D), (dev, dx, dw, dy, x, w, r, N, D))
-WRAP(rope_fwd, (nmc_dev_t *dev, void *x, const int32_t *p, const float *f, int N, int nh, int hd),
-     (dev, x, p, f, N, nh, hd))
-WRAP(rope_bwd, (nmc_dev_t *dev, void *x, const int32_t *p, const float *f, int N, int nh, int hd),
-     (dev, x, p, f, N, nh, hd))
-WRAP(attention_fwd, (nmc_dev_t *dev, void *o, float *l, const void *q, const void *k, const void *v,
-                     const int32_t *ds, int B, int T, int H, int KVH, int hd, float s),
-     (dev, o, l, q, k, v, ds, B, T, H, KVH, hd, s))
-WRAP(attention_bwd, (nmc_dev_t *dev, void *dq, void *dk, void *dv, const void *dout, const void *o,
-                     const float *l, const void *q, const void *k, const void *v, const int32_t *ds,
-                     int B, int T, int H, int KVH, int hd, float s),
-     (dev, dq, dk, dv, dout, o, l, q, k, v, ds, B, T, H, KVH, hd, s))
-WRAP(swiglu_fwd, (nmc_dev_t *dev, void *h, const void *g, const void *u, size_t n), (dev, h, g, u, n))
-WRAP(swiglu_bwd, (nmc_dev_t *dev, void *dg, void *du, const void *dh, const void *g, const void *u,
-                  size_t n), (dev, dg, du, dh, g, u, n))
-WRAP(lmhead_ce, (nmc_dev_t *dev, double *ls, void *dx, float *dW, const void *x, const void *W,
-                 const int32_t *lab, int N, int D, int V, float e, float gs, int c),
-     (dev, ls, dx, dW, x, W, lab, N, D, V, e, gs, c))
-WRAP(embedding_fwd, (nmc_dev_t *dev, void *o, const int32_t *ids, const void *t, int N, int D),
-     (dev, o, ids, t, N, D))
-WRAP(embedding_bwd, (nmc_dev_t *dev, float *dt, const void *dout, const int32_t *ids, int N, int D),
-     (dev, dt, dout, ids, N, D))
-WRAP(adamw, (nmc_dev_t *dev, float *p, void *pa, const float *g, float *m, float *v, size_t n, float lr,
-             float b1, float b2, float eps, float wd, int l2, long step),
-     (dev, p, pa, g, m, v, n, lr, b1, b2, eps, wd, l2, step))
-
-static void prof_install(nmc_dev_t *dev)
-{
-    real = *dev;
-    dev->matmul = w_matmul;
-    dev->matmul_f32c = w_matmul_f32c;
-    dev->copy = w_copy;
-    dev->zero = w_zero;
-    dev->add_act = w_add_act;
-    dev->rmsnorm_fwd = w_rmsnorm_fwd;
-    dev->rmsnorm_bwd = w_rmsnorm_bwd;
-    dev->rope_fwd = w_rope_fwd;
-    dev->rope_bwd = w_rope_bwd;
-    dev->attention_fwd = w_attention_fwd;
-    dev->attention_bwd = w_attention_bwd;
-    dev->swiglu_fwd = w_swiglu_fwd;
-    dev->swiglu_bwd = w_swiglu_bwd;
-    dev->lmhead_ce = w_lmhead_ce;
-    dev->embedding_fwd = w_embedding_fwd;
-    dev->embedding_bwd = w_embedding_bwd;
-    dev->adamw = w_adamw;
-}
-
-static int by_time(const void *a, const void *b)
-{
-    double x = ((const prof_row_t *)a)->sec, y = ((const prof_row_t *)b)->sec;
-    return x < y ? 1 : (x > y ? -1 : 0);
-}
-
-/* Per timed step: op, calls, ms, GFLOP/s (matmuls). */
-static void prof_print(int steps)
-{
-    qsort(prof_rows, (size_t)prof_n, sizeof prof_rows[0], by_time);
-    double total = 0;
-    for (int i = 0; i < prof_n; i++) total += prof_rows[i].sec;
-    fprintf(stderr, "profile per step (ops total %.1f ms):\n", 1e3 * total / steps);
-    for (int i = 0; i < prof_n; i++) {
-        prof_row_t *r = &prof_rows[i];
-        fprintf(stderr, "  %7.1f ms %5.1f%% %4ld calls %7.1f GFLOP/s  %s\n", 1e3 * r->sec / steps,
-                100 * r->sec / total, r->calls / steps, r->flop > 0 ? r->flop / r->sec / 1e9 : 0.0,
-                r->key);
-    }
-}
-
 static int parse(int argc, char **argv, args_t *a)
 {
     *a = (args_t){NULL, "lora", 4, 256, 2, 2, 5, 16, 0, 1};
@@ -305,9 +178,9 @@ int main(int argc, char **argv)
     nmc_batch_t b;
     make_batch(&b, a.B, a.T, (int)cfg->vocab_size, a.seed);
     double loss0 = 0, loss = 0, t_timed = 0, t_min = 1e30;
-    if (a.profile) prof_install(dev);
+    if (a.profile) prof_install(dev, 0);
     for (int s = 0; s < a.warmup + a.steps; s++) {
-        if (s == a.warmup) prof_n = 0, memset(prof_rows, 0, sizeof prof_rows);
+        if (s == a.warmup) prof_reset();
         double t0 = now(), ls;
         int64_t nt;
         if (nmc_model_zero_grads(m) != 0) return die("zero grads", NULL);

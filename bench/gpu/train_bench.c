@@ -15,8 +15,12 @@
  * every tensor, no host sync for the norm. Prints one JSON line:
  *   {"mode", "B", "T", "steps", "params", "trainable", "tokens_per_s", "step_ms",
  *    "peak_bytes", "ctx_bytes", "loss_first", "loss_last", "device", "fast"}
+ * NMC_BENCH_PROFILE=1 in the environment also prints the timed steps' per-op table
+ * (bench/dev_profile.h, every op synchronized: the step is slower than unprofiled, and the
+ * JSON line says "profiled": 1).
  * Exit 1 on any error (message on stderr).
  */
+#include "../dev_profile.h"
 #include "dev.h"
 #include "dev_select.h"
 #include "model.h"
@@ -189,10 +193,14 @@ int main(int argc, char **argv)
     double *nsq = dv->alloc(dv, sizeof(double));
     if (!nsq) die_dev("alloc", dv);
     const int warm = 2;
+    const char *pe = getenv("NMC_BENCH_PROFILE");
+    int profile = pe && *pe && strcmp(pe, "0") != 0;
+    if (profile) prof_install(dv, 1);
     double loss_first = NAN, loss_last = NAN, t0 = 0;
     for (int s = 0; s < warm + steps; s++) {
         if (s == warm) {
             if (dv->sync(dv)) die_dev("sync", dv);
+            if (profile) prof_reset();
             t0 = now_s();
         }
         double sum;
@@ -207,17 +215,18 @@ int main(int argc, char **argv)
     }
     if (dv->sync(dv)) die_dev("sync", dv);
     double dt = now_s() - t0;
+    if (profile) prof_print(steps);
     nmc_dev_mem_t ms;
     memset(&ms, 0, sizeof ms);
     nmc_dev_mem_stats(dv, &ms);
     printf("{\"mode\": \"%s\", \"B\": %d, \"T\": %d, \"steps\": %d, \"params\": %lld, "
            "\"trainable\": %lld, \"tokens_per_s\": %.1f, \"step_ms\": %.2f, \"peak_bytes\": %zu, "
            "\"ctx_bytes\": %zu, \"loss_first\": %.5f, \"loss_last\": %.5f, \"load_s\": %.2f, "
-           "\"device\": \"%s\", \"fast\": %d}\n",
+           "\"device\": \"%s\", \"fast\": %d, \"profiled\": %d}\n",
            lora ? "lora" : "full", B, T, steps, (long long)params,
            (long long)nmc_model_trainable_count(m), (double)N * steps / dt, 1e3 * dt / steps,
            ms.peak_bytes, ms.ctx_bytes, loss_first, loss_last, t_load, dv->name,
-           nmc_dev_cuda_set_fast(dv, -1));
+           nmc_dev_cuda_set_fast(dv, -1), profile);
     for (size_t i = 0; i < opt.n; i++) {
         dv->free(dv, opt.m[i]);
         dv->free(dv, opt.v[i]);

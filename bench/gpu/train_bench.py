@@ -27,8 +27,12 @@ counted, and LoRA's real work is ~4N/token (no frozen weight grads), so LoRA MFU
 low by design. Peak memory: nmc = peak of its device allocations + context scratch;
 peer = torch.cuda.max_memory_allocated. Ratios are nmc / peer.
 
+With --profile, each (config, mode) also runs nmc-fast once more with NMC_BENCH_PROFILE=1
+and prints its per-op table (bench/dev_profile.h: every op synchronized, so the profiled
+step is slower than the timed one; the tables show where the step's time goes).
+
 Usage: train_bench.py BENCH_BINARY [--json OUT.jsonl] [--steps N] [--seq T]
-                      [--configs qwen3-0.6b:2,llama-1b:2,llama-1b:8]
+                      [--configs qwen3-0.6b:2,llama-1b:2,llama-1b:8] [--profile]
 Exit status 1 when a side fails (the other side still runs and prints).
 """
 import argparse
@@ -161,6 +165,25 @@ def nmc_run(binary, dirname, mode, B, T, steps, fast):
     return out
 
 
+def nmc_profile(binary, dirname, mode, B, T, steps, top=30):
+    """nmc-fast once more with the per-op profile; prints the table's first `top` rows."""
+    env = dict(os.environ, NMC_CUDA_FAST="1", NMC_BENCH_PROFILE="1")
+    try:
+        r = subprocess.run([binary, dirname, mode, str(B), str(T), str(steps), "cuda"],
+                           capture_output=True, text=True, timeout=150, env=env)
+    except subprocess.TimeoutExpired:
+        print(f"  {mode:4s} profile: timed out", flush=True)
+        return
+    lines = r.stderr.splitlines()
+    start = next((i for i, l in enumerate(lines) if l.startswith("profile per step")), None)
+    if r.returncode != 0 or start is None:
+        print(f"  {mode:4s} profile: FAILED (exit {r.returncode}): {r.stderr.strip()[-500:]}", flush=True)
+        return
+    print(f"  {mode:4s} nmc-fast {lines[start]}", flush=True)
+    for line in lines[start + 1:start + 1 + top]:
+        print(f"      {line.strip()}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("binary")
@@ -168,6 +191,7 @@ def main():
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--seq", type=int, default=2048)
     ap.add_argument("--configs", default="qwen3-0.6b:2,llama-1b:2,llama-1b:8")
+    ap.add_argument("--profile", action="store_true")
     a = ap.parse_args()
     if not torch.cuda.is_available():
         print("train_bench: no GPU visible to torch")
@@ -257,6 +281,8 @@ def bench_config(a, mdir, name, n, B, steps, gpu, rows):
             sp = res["nmc-fast"]["tokens_per_s"] / res["nmc"]["tokens_per_s"]
             row["fast_speedup"] = sp
             print(f"  {mode:4s} nmc-fast/nmc: x{sp:.2f}", flush=True)
+        if a.profile:
+            nmc_profile(a.binary, mdir, mode, B, a.seq, min(steps, 2))
         rows.append(row)
     return rc
 

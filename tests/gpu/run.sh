@@ -104,7 +104,8 @@ dbuild() {
 tbench() {
     local js=()
     [ -n "${OUT:-}" ] && js=(--json "$OUT/bench.jsonl")
-    # TBENCH_ARGS narrows the run when device time is short, e.g. "--steps 4 --configs qwen3-0.6b:2"
+    # TBENCH_ARGS narrows the run when device time is short, e.g. "--steps 4 --configs qwen3-0.6b:2";
+    # "--profile" adds a per-op table of nmc-fast for each (config, mode)
     $PY bench/gpu/train_bench.py build/gpu/train_bench "${js[@]}" ${TBENCH_ARGS:-}
 }
 
