@@ -61,6 +61,9 @@ LIB_SRC := $(filter-out runtime/main.c,$(wildcard runtime/*.c)) $(wildcard kerne
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_SRC:%.cu=$(BUILD)/%.cu.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+# the training benches, built with the tests so they keep compiling (tests/run_bench_smoke.sh
+# runs them on the CPU; bench/cpu_train/run.sh and tests/gpu/run.sh are where they measure)
+BENCH_BIN := $(BUILD)/bench/bench_cpu_train $(BUILD)/bench/train_bench
 
 .PHONY: all deps gen check-gen test test-c test-sh test-py sanitize fuzz clean bench
 all: $(NMC_BIN)
@@ -86,6 +89,14 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libnmc.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(BUILD)/libnmc.a $(CHECK_LIBS) $(LDLIBS) $(CUDA_LIBS)
 
+$(BUILD)/bench/bench_cpu_train: bench/cpu_train/bench_cpu_train.c bench/dev_profile.h bench/fma_peak.h $(BUILD)/libnmc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libnmc.a $(LDLIBS) $(CUDA_LIBS)
+
+$(BUILD)/bench/train_bench: bench/gpu/train_bench.c bench/dev_profile.h $(BUILD)/libnmc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libnmc.a $(LDLIBS) $(CUDA_LIBS)
+
 # ---- dependencies -----------------------------------------------------------
 deps:
 	sh deps/install.sh
@@ -98,7 +109,7 @@ check-gen:
 	@sh codegen/check-gen.sh
 
 # ---- tests -------------------------------------------------------------------
-test: $(NMC_BIN) $(TEST_BIN)
+test: $(NMC_BIN) $(TEST_BIN) $(BENCH_BIN)
 	@NMC_BIN=$(NMC_BIN) sh tests/run-all.sh $(BUILD)
 
 sanitize:
