@@ -23,13 +23,14 @@
  * is bound by exp at this head size).
  * Rows are vectorized with 16-lane GCC vector types (nmc_cpu_vec.h) and instantiated for
  * AVX-512, AVX2 and SSE2 (picked with matmul's ISA level); every level sums in the same
- * order, AVX-512 with fused multiply-adds, so levels agree to rounding (each is
- * deterministic).
+ * order, AVX-512 and AVX2 with fused multiply-adds, SSE2 without, so levels agree to
+ * rounding (each is deterministic).
  * Test tolerance: out/lse vs double and vs torch 2e-7 + 2e-6 rel; dq/dk/dv vs central
  * differences of the double forward 1e-6 + 1e-4 rel, vs torch 1e-6 + 1e-5 rel.
  */
-/* Lane arithmetic may fuse a * b + c into one FMA where the ISA level has it (AVX-512,
- * AVX2+FMA): set before the includes so the inlined vector helpers are compiled alike. */
+/* Lane arithmetic may fuse a * b + c into one FMA where the ISA level has it (the AVX-512
+ * and AVX2+FMA instantiations; SSE2 has none): set before the includes so the inlined
+ * vector helpers are compiled alike. */
 #pragma GCC optimize("fp-contract=fast")
 #include "nmc_kernels.h"
 #include "nmc_cpu_internal.h"

@@ -27,6 +27,9 @@ extern "C" {
 /* Threads used by CPU kernels (default: nmc_cpu_cores()). Deterministic results for a given
  * thread count: work is split statically, reductions are done in a fixed order. */
 void nmc_cpu_set_threads(int n);
+/* More threads than this is never useful for the op sizes we run and bounds the pool
+ * (nmc_cpu_set_threads caps at it; `nmc train --threads` refuses more). */
+#define NMC_CPU_MAX_THREADS 256
 int nmc_cpu_threads(void);
 /* Cores this process may run on (its CPU affinity mask, else the online cores; the
  * default thread count); *restricted (may be NULL) = the mask is narrower than the online

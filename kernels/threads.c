@@ -13,8 +13,6 @@
 #include <sched.h>
 #include <unistd.h>
 
-/* More threads than this is never useful for the op sizes we run and bounds the pool. */
-#define NMC_CPU_MAX_THREADS 256
 
 typedef struct {
     pthread_mutex_t mu;

@@ -30,6 +30,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define NMC_STR_(x) #x
+#define NMC_STR(x) NMC_STR_(x) /* a macro's value as a string literal */
+
 static const char *USAGE =
     "usage: nmc train JOB.json [--resume] [--output-dir DIR] [--backend automodel|unsloth]\n"
     "                 [--device auto|cpu|cuda:N] [--threads N] [--zero1] [--quiet]\n"
@@ -98,8 +101,9 @@ static int parse_args(int argc, char **argv, args_t *a)
         char *end;
         long v = strtol(num, &end, 10);
         if (*end || v < 1) return usage_error("'%s' needs a positive integer", s);
-        if (strcmp(s, "--threads") == 0 && v > 256) /* the pool's cap, kernels/threads.c */
-            return usage_error("'--threads %s': nmc runs at most 256 threads", num);
+        if (strcmp(s, "--threads") == 0 && v > NMC_CPU_MAX_THREADS)
+            return usage_error("'--threads %s': nmc runs at most " NMC_STR(NMC_CPU_MAX_THREADS)
+                               " threads", num);
         if (strcmp(s, "--threads") == 0) a->threads = (int)v;
         else a->stop_after = v;
     }
@@ -323,9 +327,9 @@ static int load_model(run_t *r, const nmc_lora_cfg_t *lora)
     mo.recompute = r->plan.recompute;
     if (nmc_model_load(&mo, &r->m, &r->d)) return 1;
     char on[64];
+    int threads = nmc_cpu_threads();
     if (r->dev->kind == NMC_DEV_CPU)
-        snprintf(on, sizeof on, "%s (%d thread%s)", r->dev->name, nmc_cpu_threads(),
-                 nmc_cpu_threads() == 1 ? "" : "s");
+        snprintf(on, sizeof on, "%s (%d thread%s)", r->dev->name, threads, threads == 1 ? "" : "s");
     else
         snprintf(on, sizeof on, "%s", r->dev->name);
     if (!r->a.quiet && r->comm && (WORLD > 1 || strcmp(r->comm->kind, "single")))

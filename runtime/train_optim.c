@@ -141,10 +141,12 @@ int nmc_grad_norm(nmc_optim_t *o, double *norm, nmc_diags_t *d)
     nmc_dev_t *dev = o->dev;
     double *acc = dev->alloc(dev, sizeof(double));
     if (!acc) return dev_fail(dev, "allocation", d);
-    int rc = dev->zero(dev, acc, sizeof(double));
-    if (rc == 0 && o->mt_g) rc = dev->sumsq_many(dev, acc, o->mt_g, o->mt_n, o->n);
-    for (size_t i = 0; i < o->n && rc == 0 && !o->mt_g; i++)
-        rc = dev->sumsq(dev, acc, o->params[i]->grad, (size_t)o->params[i]->numel);
+    int rc = 0; /* acc starts at 0: dev->alloc zeroes */
+    if (o->mt_g)
+        rc = dev->sumsq_many(dev, acc, o->mt_g, o->mt_n, o->n);
+    else
+        for (size_t i = 0; i < o->n && rc == 0; i++)
+            rc = dev->sumsq(dev, acc, o->params[i]->grad, (size_t)o->params[i]->numel);
     double ss = 0.0;
     if (rc == 0) rc = dev->download(dev, &ss, acc, sizeof ss);
     dev->free(dev, acc);

@@ -550,8 +550,8 @@ START_TEST(test_attention_packed_multiblock_fwd_bwd)
 }
 END_TEST
 
-/* Every ISA level computes the same sums in the same order; AVX-512 fuses multiply-adds
- * (one rounding instead of two), so levels agree to rounding, not to the bit. Each level
+/* Every ISA level computes the same sums in the same order; AVX-512 and AVX2 fuse
+ * multiply-adds (one rounding instead of two), so levels agree to rounding, not to the bit. Each level
  * is deterministic: a second run gives the same bits. */
 START_TEST(test_attention_every_isa_agrees)
 {

@@ -14,7 +14,8 @@
  * optimizer uses them: one squared-norm pass, clipping folded into one AdamW launch over
  * every tensor, no host sync for the norm. Prints one JSON line:
  *   {"mode", "B", "T", "steps", "params", "trainable", "tokens_per_s", "step_ms",
- *    "peak_bytes", "ctx_bytes", "loss_first", "loss_last", "device", "fast"}
+ *    "peak_bytes", "ctx_bytes", "loss_first", "loss_last", "load_s", "device", "fast",
+ *    "profiled"}
  * NMC_BENCH_PROFILE=1 in the environment also prints the timed steps' per-op table
  * (bench/dev_profile.h, every op synchronized: the step is slower than unprofiled, and the
  * JSON line says "profiled": 1).
