@@ -17,9 +17,8 @@ RANK=${RANK:-16} MODES=${MODES:-"lora full"}
 BUILD=${BUILD:-build/bench-cpu}
 PY=${PYTHON:-python3}
 
-make -s NMC_CUDA=0 BUILD="$BUILD" "$BUILD/libnmc.a"
-cc -O2 -g -std=c11 -D_GNU_SOURCE -pthread -Wall -Wextra -Werror -Iruntime -Igenerated -Ikernels \
-   -o "$BUILD/bench_cpu_train" bench/cpu_train/bench_cpu_train.c "$BUILD/libnmc.a" -lm -lpthread
+BIN="$BUILD/bench/bench_cpu_train"
+make -s NMC_CUDA=0 BUILD="$BUILD" "$BIN"
 
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/nmc-bench-llama.XXXXXX")
 [ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$DIR"' EXIT
@@ -38,7 +37,7 @@ field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 ROWS=""
 for mode in $MODES; do
   common="--model $DIR --mode $mode --B $B --T $T --threads $THREADS --warmup $WARMUP --steps $STEPS --rank $RANK"
-  N=$("$BUILD/bench_cpu_train" $common)
+  N=$("$BIN" $common)
   echo "$N"
   P=$(OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS $PY bench/cpu_train/peer.py train $common | grep '^torch ')
   echo "$P"

@@ -8,7 +8,7 @@ temp dir, and measures one optimizer step at seq len 2048 for each config:
   llama-1b    Llama-3.2-1B-shaped (hidden 2048, 16 layers, 32 query / 8 KV heads of 64,
               MLP 8192, vocab 128256, tied embeddings; 1.24 B parameters), batch 2 and 8
 For each (config, mode):
-  nmc   build/gpu/train_bench (runtime/model.h on the CUDA device: bf16 activations,
+  nmc   build/bench/train_bench (runtime/model.h on the CUDA device: bf16 activations,
         fp32 master weights, grads and AdamW moments; grad-norm clip 1.0; AdamW), run
         twice: "nmc" with NMC_CUDA_FAST=0 (the plain kernels) and "nmc-fast" with
         NMC_CUDA_FAST=1 (the default: fused/vectorized kernels, larger lm_head chunks,

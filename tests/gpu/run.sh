@@ -10,7 +10,8 @@
 #   kbuild   the kernel objects -> build/gpu/libnmc_kernels.a, test and bench drivers
 #   ktest    build/gpu/test_kernels_gpu: every CUDA op vs its CPU reference (+ timings)
 #   bench    bench/gpu/bench_vs_torch.py: our kernels vs PyTorch, ratios
-#   dbuild   build/gpu/test_dev_cuda and build/gpu/train_bench against build/libnmc.a
+#   dbuild   build/gpu/test_dev_cuda and build/bench/train_bench (the Makefile's target)
+#            against build/libnmc.a
 #   devtest  build/gpu/test_dev_cuda: the CUDA device (runtime/dev_cuda.c) vs the CPU
 #            device through dev.h and model.h (ops, tiny models' loss and gradients)
 #   tbench   bench/gpu/train_bench.py: LoRA and full training of a 0.6B Qwen3-shaped model
@@ -97,8 +98,10 @@ dbuild() {
     local cflags="-O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -DNMC_CUDA=1 -Ikernels -Iruntime -Igenerated -I/usr/local/cuda/include"
     local libs="build/libnmc.a -L/usr/local/cuda/lib64 -Wl,-rpath,/usr/local/cuda/lib64 -lcudart -lcublasLt -lcublas -lstdc++ -lm -lpthread"
     gcc $cflags -o build/gpu/test_dev_cuda tests/gpu/test_dev_cuda.c $libs || return 1
-    gcc $cflags -o build/gpu/train_bench bench/gpu/train_bench.c $libs || return 1
-    echo "built build/gpu/test_dev_cuda build/gpu/train_bench"
+    local MAKE_EXTRA=()
+    [ -n "${MAKE_EXTRA_STR:-}" ] && MAKE_EXTRA=("$MAKE_EXTRA_STR")
+    make -s "${MAKE_EXTRA[@]}" build/bench/train_bench || return 1
+    echo "built build/gpu/test_dev_cuda build/bench/train_bench"
 }
 
 tbench() {
@@ -106,7 +109,7 @@ tbench() {
     [ -n "${OUT:-}" ] && js=(--json "$OUT/bench.jsonl")
     # TBENCH_ARGS narrows the run when device time is short, e.g. "--steps 4 --configs qwen3-0.6b:2";
     # "--profile" adds a per-op table of nmc-fast for each (config, mode)
-    $PY bench/gpu/train_bench.py build/gpu/train_bench "${js[@]}" ${TBENCH_ARGS:-}
+    $PY bench/gpu/train_bench.py build/bench/train_bench "${js[@]}" ${TBENCH_ARGS:-}
 }
 
 # ---- TRAIN SECTION ------------------------------------------------------------------------
@@ -129,7 +132,7 @@ export -f env_info kbuild bench train_smoke dbuild tbench
 
 step env 60 env_info
 step nmc 240 make -j16 "${MAKE_EXTRA[@]}" nmc
-rm -f build/gpu/test_kernels_gpu build/gpu/bench_gpu build/gpu/test_dev_cuda build/gpu/train_bench
+rm -f build/gpu/test_kernels_gpu build/gpu/bench_gpu build/gpu/test_dev_cuda build/bench/train_bench
 if step kbuild 240 kbuild; then
     step ktest 180 build/gpu/test_kernels_gpu
     step bench 180 bench
